@@ -1,0 +1,113 @@
+// The native SIMD register ("superlane") and the few operations xsimd 8 does
+// not offer: masked tail loads/stores, prefetch and the spin-wait hint.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "tstream/arch/cpu.hpp"
+
+#if TSTREAM_ARCH_X86
+#include <immintrin.h>
+#endif
+
+namespace tstream::arch {
+
+/// The widest instruction set this translation unit was compiled for.
+using native = xsimd::default_arch;
+
+/// One superlane: a native SIMD register of T.
+template <class T, class Arch = native>
+using batch = xsimd::batch<T, Arch>;
+
+/// Lanes of T in one native register (16 for fp32 on AVX-512, 8 on AVX2).
+template <class T, class Arch = native>
+inline constexpr std::size_t width = batch<T, Arch>::size;
+
+/// Loads the first n (< width) elements at p, zero-filling the rest; reads
+/// nothing past p + n, so a tail at the end of a page is safe.
+template <class T, class Arch = native>
+[[nodiscard]] inline batch<T, Arch> load_partial(const T* p, std::size_t n) noexcept {
+  constexpr std::size_t W = width<T, Arch>;
+  if (n >= W) return batch<T, Arch>::load_unaligned(p);
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Arch, xsimd::avx512bw> || std::is_same_v<Arch, xsimd::avx512dq> ||
+                std::is_same_v<Arch, xsimd::avx512cd> || std::is_same_v<Arch, xsimd::avx512f>) {
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    if constexpr (std::is_same_v<T, float>) return batch<T, Arch>(_mm512_maskz_loadu_ps(m, p));
+    if constexpr (std::is_same_v<T, std::int32_t>) return batch<T, Arch>(_mm512_maskz_loadu_epi32(m, p));
+  }
+#endif
+  alignas(64) T tmp[W] = {};
+  if (n) std::memcpy(tmp, p, n * sizeof(T));
+  return batch<T, Arch>::load_aligned(tmp);
+}
+
+/// Stores the first n (< width) lanes of v to p; writes nothing past p + n.
+template <class T, class Arch = native>
+inline void store_partial(T* p, const batch<T, Arch>& v, std::size_t n) noexcept {
+  constexpr std::size_t W = width<T, Arch>;
+  if (n >= W) { v.store_unaligned(p); return; }
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Arch, xsimd::avx512bw> || std::is_same_v<Arch, xsimd::avx512dq> ||
+                std::is_same_v<Arch, xsimd::avx512cd> || std::is_same_v<Arch, xsimd::avx512f>) {
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    if constexpr (std::is_same_v<T, float>) { _mm512_mask_storeu_ps(p, m, v); return; }
+    if constexpr (std::is_same_v<T, std::int32_t>) { _mm512_mask_storeu_epi32(p, m, v); return; }
+  }
+#endif
+  alignas(64) T tmp[W];
+  v.store_aligned(tmp);
+  if (n) std::memcpy(p, tmp, n * sizeof(T));
+}
+
+/// a * b + c with a single rounding. xsimd 8 spells some of its fma as
+/// a * b + c and leaves fusion to the compiler's -ffp-contract setting; the
+/// kernels' results must not depend on the user's flags, so fuse explicitly.
+template <class T, class Arch>
+[[nodiscard]] inline batch<T, Arch> fma(const batch<T, Arch>& a, const batch<T, Arch>& b,
+                                        const batch<T, Arch>& c) noexcept {
+  if constexpr (std::is_same_v<T, float>) {
+#if defined(__AVX512F__)
+    if constexpr (width<T, Arch> == 16) return batch<T, Arch>(_mm512_fmadd_ps(a, b, c));
+#endif
+#if defined(__FMA__)
+    if constexpr (width<T, Arch> == 8) return batch<T, Arch>(_mm256_fmadd_ps(a, b, c));
+    if constexpr (width<T, Arch> == 4) return batch<T, Arch>(_mm_fmadd_ps(a, b, c));
+#endif
+  }
+  return xsimd::fma(a, b, c);
+}
+
+/// Hint that the line at p will be read soon (into L1).
+inline void prefetch_l1(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 3);
+#else
+  (void)p;
+#endif
+}
+
+/// Hint that the line at p will be read later (into L2).
+inline void prefetch_l2(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 2);
+#else
+  (void)p;
+#endif
+}
+
+/// The spin-wait hint (PAUSE on x86): lets the sibling hyperthread run and
+/// saves power while a worker polls for work.
+inline void cpu_relax() noexcept {
+#if TSTREAM_ARCH_X86
+  _mm_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+}  // namespace tstream::arch

@@ -1,0 +1,114 @@
+// Streams: ordered sequences of vec chunks flowing from one functional unit
+// to the next, as data flows along the TSP's stream registers.
+//
+//   source  — has size() elements and yields chunk(i), a vec covering
+//             elements [i * lanes, i * lanes + lanes) (the last one masked);
+//   stage   — transforms a vec in registers: stage(v, first) -> vec, where
+//             `first` is the index of lane 0 (so a stage can read a matching
+//             chunk of another stream, e.g. a bias);
+//   sink    — consumes chunks: sink.put(v, first, n).
+//
+// `source | stage` is again a source; `source | sink` is a pipeline whose
+// run() executes the whole chain as one fused loop: every element is loaded
+// once, transformed in registers and stored once. Mismatched element types
+// or lane counts are compile errors.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#include "tstream/core/error.hpp"
+#include "tstream/core/vec.hpp"
+
+namespace tstream {
+
+/// Empty base of every unit's stream type, so that `a | b` finds tstream's
+/// operator| by argument-dependent lookup from any namespace.
+struct stream_node {};
+
+template <class V>
+struct is_vec : std::false_type {};
+template <class T, std::size_t L, class A>
+struct is_vec<vec<T, L, A>> : std::true_type {};
+
+/// A stream source: sized, yielding vec chunks.
+template <class S>
+concept source = requires(const S& s, std::size_t i) {
+  typename S::vec_type;
+  requires is_vec<typename S::vec_type>::value;
+  { s.size() } -> std::convertible_to<std::size_t>;
+  { s.chunk(i) } -> std::same_as<typename S::vec_type>;
+};
+
+/// A stage that maps chunks of V to chunks of V.
+template <class St, class V>
+concept stage_for = requires(const St& st, const V& v, std::size_t first) {
+  { st(v, first) } -> std::same_as<V>;
+};
+
+/// A sink accepting chunks of V.
+template <class Sk, class V>
+concept sink_for = requires(const Sk& sk, const V& v, std::size_t first, std::size_t n) {
+  typename Sk::is_sink;
+  { sk.put(v, first, n) };
+  { sk.size() } -> std::convertible_to<std::size_t>;
+};
+
+/// Number of chunks in a source.
+template <source S>
+[[nodiscard]] std::size_t chunk_count(const S& s) noexcept {
+  return chunks_of(s.size(), S::vec_type::lanes);
+}
+
+/// A source followed by a stage: itself a source.
+template <source Src, class Stage>
+class staged : public stream_node {
+ public:
+  using vec_type = typename Src::vec_type;
+  staged(Src src, Stage st) : src_(std::move(src)), st_(std::move(st)) {}
+  [[nodiscard]] std::size_t size() const noexcept { return src_.size(); }
+  [[nodiscard]] vec_type chunk(std::size_t i) const noexcept { return st_(src_.chunk(i), i * vec_type::lanes); }
+
+ private:
+  Src src_;
+  Stage st_;
+};
+
+/// A source connected to a sink: run() drives the fused loop.
+template <source Src, class Sink>
+class pipeline : public stream_node {
+ public:
+  pipeline(Src src, Sink sink) : src_(std::move(src)), sink_(std::move(sink)) {}
+  /// Streams every chunk from the source through its stages into the sink.
+  /// Throws tstream::error, writing nothing, if the sink is too small.
+  void run() const {
+    const std::size_t n = src_.size(), L = Src::vec_type::lanes;
+    detail::require(sink_.size() >= n, "pipeline::run", "the sink holds ", sink_.size(),
+                    " elements, the source streams ", n);
+    for (std::size_t i = 0, first = 0; first < n; ++i, first += L) sink_.put(src_.chunk(i), first, n - first);
+  }
+
+ private:
+  Src src_;
+  Sink sink_;
+};
+
+/// source | stage -> source.
+template <source Src, class Stage>
+  requires(!sink_for<Stage, typename Src::vec_type>)
+[[nodiscard]] auto operator|(Src src, Stage st) {
+  static_assert(stage_for<Stage, typename Src::vec_type>,
+                "tstream: this stage cannot take the source's vectors (element type or lane count differ)");
+  return staged<Src, Stage>(std::move(src), std::move(st));
+}
+
+/// source | sink -> pipeline.
+template <source Src, class Sink>
+  requires sink_for<Sink, typename Src::vec_type>
+[[nodiscard]] auto operator|(Src src, Sink sink) {
+  return pipeline<Src, Sink>(std::move(src), std::move(sink));
+}
+
+}  // namespace tstream

@@ -1,0 +1,192 @@
+// A persistent team of worker threads: the "chips" of a multi-chip TSP.
+//
+// Why our own pool and not OpenMP: the team is created once and replayed for
+// every call (a static schedule: member i always runs share i), its workers
+// are pinned so a member's weight share stays in that core's caches, and the
+// hand-off is one atomic increment that spinning workers see within
+// nanoseconds. BM_dispatch in benchmarks/ measures the empty-call overhead
+// against an OpenMP parallel region in the same binary.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
+#include "tstream/arch/simd.hpp"
+#include "tstream/core/error.hpp"
+
+namespace tstream {
+
+/// Options for a thread_team.
+struct team_options {
+  /// Pin worker i to the i-th CPU this process may run on (Linux; ignored
+  /// elsewhere or when the team is larger than the CPUs available).
+  bool pin_workers = true;
+  /// Also pin the calling thread (member 0) to the first allowed CPU. Off by
+  /// default: it changes the affinity of a thread tstream does not own.
+  bool pin_caller = false;
+  /// Pause iterations a worker polls for new work before it sleeps (and the
+  /// caller polls for completion). Spinning is what makes the hand-off cheap;
+  /// a team larger than the machine's CPUs never spins.
+  int spin_iterations = 1 << 16;
+};
+
+/// A fixed team of `size()` members: the calling thread is member 0 and
+/// size() - 1 persistent workers are the others. run(f) calls f(member)
+/// once on every member and returns when all are done.
+///
+/// One run() at a time per team: concurrent calls from different threads are
+/// serialised; calling run() from inside f throws tstream::error.
+class thread_team {
+ public:
+  /// Starts threads - 1 workers. threads must be in [1, 1024].
+  explicit thread_team(int threads = 1, team_options opt = {}) : size_(threads), opt_(opt) {
+    detail::require(threads >= 1 && threads <= 1024, "thread_team", "threads = ", threads,
+                    " is outside [1, 1024]");
+    const unsigned hw = std::thread::hardware_concurrency();
+    if (hw != 0 && unsigned(threads) > hw) opt_.spin_iterations = 0;  // oversubscribed: never spin
+    cpus_ = allowed_cpus();
+    const bool can_pin = !cpus_.empty() && std::size_t(threads) <= cpus_.size();
+    if (can_pin && opt_.pin_caller) pin_this_thread(0);
+    workers_.reserve(std::size_t(threads - 1));
+    for (int m = 1; m < threads; ++m) {
+      workers_.emplace_back([this, m, pin = can_pin && opt_.pin_workers] {
+        if (pin) pin_this_thread(std::size_t(m));
+        worker_loop(m);
+      });
+    }
+  }
+  thread_team(const thread_team&) = delete;
+  thread_team& operator=(const thread_team&) = delete;
+  ~thread_team() {
+    stop_.store(true, std::memory_order_relaxed);
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+  /// Members in the team, the caller included.
+  [[nodiscard]] int size() const noexcept { return size_; }
+
+  /// Runs f(member) for member = 0 .. size() - 1, member 0 on the calling
+  /// thread, and waits for all. The first exception thrown by any member is
+  /// rethrown here after every member has finished.
+  template <class F>
+  void run(F&& f) {
+    detail::require(!inside_run(), "thread_team::run", "called from inside a running team job (nesting is not supported)");
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    if (size_ == 1) { call_guarded(f, 0); rethrow(); return; }
+    job_ = [](void* ctx, int m) { (*static_cast<std::remove_reference_t<F>*>(ctx))(m); };
+    ctx_ = const_cast<void*>(static_cast<const void*>(&f));
+    pending_.store(size_ - 1, std::memory_order_relaxed);
+    epoch_.fetch_add(1, std::memory_order_release);  // publishes job_ and ctx_
+    epoch_.notify_all();
+    call_guarded(f, 0);
+    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+      if (i < opt_.spin_iterations) arch::cpu_relax();
+      else {
+        const int p = pending_.load(std::memory_order_acquire);
+        if (p != 0) pending_.wait(p, std::memory_order_acquire);
+      }
+    }
+    rethrow();
+  }
+
+ private:
+  static bool& inside_run() noexcept {
+    thread_local bool inside = false;
+    return inside;
+  }
+
+  template <class F>
+  void call_guarded(F& f, int m) noexcept {
+    inside_run() = true;
+    try {
+      f(m);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    inside_run() = false;
+  }
+
+  void rethrow() {
+    if (error_) {
+      std::exception_ptr e = std::exchange(error_, nullptr);
+      std::rethrow_exception(e);
+    }
+  }
+
+  void worker_loop(int m) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      std::uint64_t e = epoch_.load(std::memory_order_acquire);
+      for (int i = 0; e == seen && i < opt_.spin_iterations; ++i) {
+        arch::cpu_relax();
+        e = epoch_.load(std::memory_order_acquire);
+      }
+      while (e == seen) {
+        epoch_.wait(seen, std::memory_order_acquire);
+        e = epoch_.load(std::memory_order_acquire);
+      }
+      seen = e;
+      if (stop_.load(std::memory_order_relaxed)) return;
+      auto job = job_;
+      void* ctx = ctx_;
+      inside_run() = true;
+      try {
+        job(ctx, m);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+      inside_run() = false;
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    }
+  }
+
+  static std::vector<int> allowed_cpus() {
+    std::vector<int> cpus;
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) cpus.push_back(c);
+#endif
+    return cpus;
+  }
+
+  void pin_this_thread(std::size_t member) const noexcept {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpus_[member % cpus_.size()], &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort
+#else
+    (void)member;
+#endif
+  }
+
+  int size_;
+  team_options opt_;
+  std::vector<int> cpus_;
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_, error_mutex_;
+  std::exception_ptr error_;
+  void (*job_)(void*, int) = nullptr;
+  void* ctx_ = nullptr;
+  alignas(64) std::atomic<std::uint64_t> epoch_{0};
+  alignas(64) std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace tstream

@@ -1,0 +1,50 @@
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+#include "tstream/runtime/thread_team.hpp"
+
+TEST_CASE("thread_team: every member runs exactly once per call, repeatedly") {
+  for (int t : {1, 2, 3, 4, 7}) {
+    CAPTURE(t);
+    tstream::thread_team team(t);
+    CHECK(team.size() == t);
+    std::vector<int> hits(std::size_t(t), 0);
+    for (int rep = 0; rep < 200; ++rep) team.run([&](int m) { hits[std::size_t(m)] += 1; });
+    for (int h : hits) CHECK(h == 200);
+  }
+}
+
+TEST_CASE("thread_team: a member's exception reaches the caller after all finish") {
+  tstream::thread_team team(3);
+  std::atomic<int> ran{0};
+  CHECK_THROWS_WITH_AS(team.run([&](int m) {
+    ran.fetch_add(1);
+    if (m == 2) throw std::runtime_error("member 2 failed");
+  }),
+                       "member 2 failed", std::runtime_error);
+  CHECK(ran.load() == 3);
+  // The team is still usable.
+  team.run([&](int) { ran.fetch_add(1); });
+  CHECK(ran.load() == 6);
+}
+
+TEST_CASE("thread_team: bad sizes and nested runs are errors") {
+  CHECK_THROWS_WITH_AS(tstream::thread_team(0), "tstream::thread_team: threads = 0 is outside [1, 1024]", tstream::error);
+  CHECK_THROWS_AS(tstream::thread_team(-3), tstream::error);
+  tstream::thread_team team(2);
+  CHECK_THROWS_AS(team.run([&](int) { team.run([](int) {}); }), tstream::error);
+}
+
+TEST_CASE("thread_team: two teams used from two user threads do not interfere") {
+  tstream::thread_team a(2), b(2);
+  std::atomic<long> sa{0}, sb{0};
+  std::thread ta([&] { for (int i = 0; i < 300; ++i) a.run([&](int m) { sa += m + 1; }); });
+  std::thread tb([&] { for (int i = 0; i < 300; ++i) b.run([&](int m) { sb += m + 1; }); });
+  ta.join();
+  tb.join();
+  CHECK(sa.load() == 300 * 3);
+  CHECK(sb.load() == 300 * 3);
+}
