@@ -16,7 +16,13 @@
 #include "tstream/core/vec.hpp"
 #include "tstream/core/view.hpp"
 
+#include "tstream/memory/sram.hpp"
+
 #include "tstream/runtime/thread_team.hpp"
+
+#include "tstream/kernels/gemv/gemv.hpp"
+#include "tstream/kernels/gemv/quantize.hpp"
+#include "tstream/kernels/gemv/resident_weights.hpp"
 
 #include "tstream/units/mem.hpp"
 #include "tstream/units/vxm.hpp"

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 
@@ -80,6 +81,33 @@ template <class T, class Arch>
 #endif
   }
   return xsimd::fma(a, b, c);
+}
+
+/// The 32-bit lanes of register j of a packed array of S (float, bf16
+/// pairs or int8 quads: four bytes per lane whatever S is).
+template <class S, class Arch = native>
+[[nodiscard]] inline batch<std::int32_t, Arch> load_lanes(const S* base, std::size_t j) noexcept {
+  constexpr std::size_t per_lane = 4 / sizeof(S), W = width<std::int32_t, Arch>;
+  return batch<std::int32_t, Arch>::load_unaligned(reinterpret_cast<const std::int32_t*>(base + per_lane * W * j));
+}
+
+/// Byte B (0 = lowest) of every 32-bit lane, sign-extended.
+template <int B, class Arch>
+[[nodiscard]] inline batch<std::int32_t, Arch> signed_byte(const batch<std::int32_t, Arch>& v) noexcept {
+  if constexpr (B == 3) return v >> 24;
+  else return (v << (24 - 8 * B)) >> 24;
+}
+
+/// The bf16 in the low half of every 32-bit lane, as fp32 (exact).
+template <class Arch>
+[[nodiscard]] inline batch<float, Arch> low_bf16(const batch<std::int32_t, Arch>& v) noexcept {
+  return xsimd::bitwise_cast<batch<float, Arch>>(v << 16);
+}
+
+/// The bf16 in the high half of every 32-bit lane, as fp32 (exact).
+template <class Arch>
+[[nodiscard]] inline batch<float, Arch> high_bf16(const batch<std::int32_t, Arch>& v) noexcept {
+  return xsimd::bitwise_cast<batch<float, Arch>>(v & batch<std::int32_t, Arch>(static_cast<std::int32_t>(0xFFFF0000u)));
 }
 
 /// Hint that the line at p will be read soon (into L1).

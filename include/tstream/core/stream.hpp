@@ -1,8 +1,8 @@
 // Streams: ordered sequences of vec chunks flowing from one functional unit
 // to the next, as data flows along the TSP's stream registers.
 //
-//   source  — has size() elements and yields chunk(i), a vec covering
-//             elements [i * lanes, i * lanes + lanes) (the last one masked);
+//   source  — has size() elements and yields at(first), a vec holding
+//             elements [first, first + lanes) (lanes past size() are zero);
 //   stage   — transforms a vec in registers: stage(v, first) -> vec, where
 //             `first` is the index of lane 0 (so a stage can read a matching
 //             chunk of another stream, e.g. a bias);
@@ -39,7 +39,7 @@ concept source = requires(const S& s, std::size_t i) {
   typename S::vec_type;
   requires is_vec<typename S::vec_type>::value;
   { s.size() } -> std::convertible_to<std::size_t>;
-  { s.chunk(i) } -> std::same_as<typename S::vec_type>;
+  { s.at(i) } -> std::same_as<typename S::vec_type>;
 };
 
 /// A stage that maps chunks of V to chunks of V.
@@ -69,7 +69,7 @@ class staged : public stream_node {
   using vec_type = typename Src::vec_type;
   staged(Src src, Stage st) : src_(std::move(src)), st_(std::move(st)) {}
   [[nodiscard]] std::size_t size() const noexcept { return src_.size(); }
-  [[nodiscard]] vec_type chunk(std::size_t i) const noexcept { return st_(src_.chunk(i), i * vec_type::lanes); }
+  [[nodiscard]] vec_type at(std::size_t first) const noexcept { return st_(src_.at(first), first); }
 
  private:
   Src src_;
@@ -87,7 +87,7 @@ class pipeline : public stream_node {
     const std::size_t n = src_.size(), L = Src::vec_type::lanes;
     detail::require(sink_.size() >= n, "pipeline::run", "the sink holds ", sink_.size(),
                     " elements, the source streams ", n);
-    for (std::size_t i = 0, first = 0; first < n; ++i, first += L) sink_.put(src_.chunk(i), first, n - first);
+    for (std::size_t first = 0; first < n; first += L) sink_.put(src_.at(first), first, n - first);
   }
 
  private:

@@ -11,7 +11,7 @@
 namespace tstream::mem {
 
 /// A source streaming the elements of a contiguous array, Lanes at a time;
-/// the last chunk is masked (reads nothing past the end).
+/// reads nothing past the end.
 template <class T, std::size_t Lanes = default_lanes>
 class reader : public stream_node {
  public:
@@ -20,9 +20,9 @@ class reader : public stream_node {
     detail::require(data.data() != nullptr || data.empty(), "mem::read", "data is null with size ", data.size());
   }
   [[nodiscard]] std::size_t size() const noexcept { return data_.size(); }
-  [[nodiscard]] vec_type chunk(std::size_t i) const noexcept {
-    const std::size_t first = i * Lanes;
-    return vec_type::load(data_.data() + first, data_.size() - first);
+  /// Elements [first, first + Lanes); lanes at or past size() are zero.
+  [[nodiscard]] vec_type at(std::size_t first) const noexcept {
+    return first >= data_.size() ? vec_type() : vec_type::load(data_.data() + first, data_.size() - first);
   }
 
  private:

@@ -2,8 +2,8 @@
 // a chain like bias + SiLU costs no extra pass over memory.
 //
 // Each stage is a small callable object: stage(v, first) -> v. Scalars are
-// broadcast; a stage taking a source (add(bias)) reads the matching chunk of
-// it. NaN propagates (relu(NaN), silu(NaN) and gelu(NaN) are NaN); the
+// broadcast; a stage taking a source (add(bias)) reads the elements of it
+// that line up with v's lanes. NaN propagates (relu(NaN), silu(NaN) and gelu(NaN) are NaN); the
 // infinities go to the functions' limits: relu(-inf) = 0, silu(+inf) = +inf,
 // silu(-inf) = -0.
 #pragma once
@@ -40,7 +40,7 @@ struct add_stream {
   template <class V>
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept {
     static_assert(std::is_same_v<V, typename Src::vec_type>, "tstream::vxm::add: both streams must have the same vec type");
-    return v + other.chunk(first / V::lanes);
+    return v + other.at(first);
   }
 };
 

@@ -1,0 +1,150 @@
+// The GEMV's inner loop: one panel of P = J superlanes of output rows,
+// updated group by group along K with J accumulator registers (J = 20 on
+// AVX-512: one 320-lane fp32 vector, the TSP's MXM output).
+//
+// A "policy" says how one group of packed weights meets the activations:
+//   f32_exact   fp32 weights x fp32 activations, one FMA per k
+//   bf16_exact  bf16 pairs widened to fp32 in registers (exact), two FMAs
+//   i8_exact    int8 quads widened to fp32 in registers (exact), four FMAs
+//   bf16_dot    vdpbf16ps against activations rounded to bf16 (fast)
+//   i8_dot      vpdpbusd against activations quantized to u8 (fast)
+// The dot policies fall back to the same arithmetic in portable code where
+// the instruction is missing. Each output row accumulates its own products
+// in k order, in one lane: the result never depends on how rows are split
+// over threads or on how many vectors are in a batch.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "tstream/arch/simd.hpp"
+#include "tstream/arch/x86/dot_products.hpp"
+#include "tstream/core/config.hpp"
+
+namespace tstream::detail::gemv {
+
+using fbatch = arch::batch<float>;
+using ibatch = arch::batch<std::int32_t>;
+inline constexpr std::size_t W = fbatch::size;
+static_assert(ibatch::size == W, "int32 and fp32 registers must hold the same number of lanes");
+
+struct f32_exact {
+  using storage = float;
+  using acc_type = fbatch;
+  using x_type = float;                 // activations as given
+  static constexpr int group = 1;
+  static constexpr int x_per_group = 1;
+  template <std::size_t J>
+  static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
+    const fbatch xb(x[0]);
+    [&]<std::size_t... j>(std::index_sequence<j...>) {
+      ((acc[j] = arch::fma(fbatch::load_unaligned(w + W * j), xb, acc[j])), ...);
+    }(std::make_index_sequence<J>{});
+  }
+};
+
+struct bf16_exact {
+  using storage = std::uint16_t;
+  using acc_type = fbatch;
+  using x_type = float;
+  static constexpr int group = 2;
+  static constexpr int x_per_group = 2;
+  template <std::size_t J>
+  static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
+    const fbatch x0(x[0]), x1(x[1]);
+    [&]<std::size_t... j>(std::index_sequence<j...>) {
+      (
+          [&] {
+            const ibatch v = arch::load_lanes(w, j);  // (row, k even) in the low half, k odd in the high
+            acc[j] = arch::fma(arch::low_bf16(v), x0, acc[j]);
+            acc[j] = arch::fma(arch::high_bf16(v), x1, acc[j]);
+          }(),
+          ...);
+    }(std::make_index_sequence<J>{});
+  }
+};
+
+struct i8_exact {
+  using storage = std::int8_t;
+  using acc_type = fbatch;
+  using x_type = float;
+  static constexpr int group = 4;
+  static constexpr int x_per_group = 4;
+  template <std::size_t J>
+  static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
+    const fbatch x0(x[0]), x1(x[1]), x2(x[2]), x3(x[3]);
+    [&]<std::size_t... j>(std::index_sequence<j...>) {
+      (
+          [&] {
+            const ibatch v = arch::load_lanes(w, j);  // four k of one row per lane
+            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<0>(v)), x0, acc[j]);
+            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<1>(v)), x1, acc[j]);
+            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<2>(v)), x2, acc[j]);
+            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<3>(v)), x3, acc[j]);
+          }(),
+          ...);
+    }(std::make_index_sequence<J>{});
+  }
+};
+
+// Activations for the dot policies are prepared per call: one dword per group.
+struct bf16_dot {
+  using storage = std::uint16_t;
+  using acc_type = fbatch;
+  using x_type = std::uint32_t;         // two bf16 activations, the even k low
+  static constexpr int group = 2;
+  static constexpr int x_per_group = 1;
+  template <std::size_t J>
+  static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
+    arch::bf16_dot_step<J>(acc, w, x[0]);
+  }
+};
+
+struct i8_dot {
+  using storage = std::int8_t;
+  using acc_type = ibatch;
+  using x_type = std::uint32_t;         // four u8 activations (code + 128)
+  static constexpr int group = 4;
+  static constexpr int x_per_group = 1;
+  template <std::size_t J>
+  static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
+    arch::vnni_dot_step<J>(acc, w, x[0]);
+  }
+};
+
+/// Runs `groups` k-groups of one panel: acc_io (J * W values) is loaded when
+/// `accumulate`, else starts at zero, and is stored back at the end. Storing
+/// and reloading fp32/int32 accumulators is exact, so splitting K into
+/// chunks (for batches) gives the same bits as one pass.
+template <class Policy, std::size_t J>
+void panel(const typename Policy::storage* w, index_t padded_rows, const typename Policy::x_type* x, index_t groups,
+           typename Policy::acc_type::value_type* acc_io, bool accumulate) noexcept {
+  using acc_t = typename Policy::acc_type;
+  acc_t acc[J];
+  [&]<std::size_t... j>(std::index_sequence<j...>) {
+    ((acc[j] = accumulate ? acc_t::load_aligned(acc_io + W * j) : acc_t(0)), ...);
+  }(std::make_index_sequence<J>{});
+  const std::size_t group_stride = std::size_t(padded_rows) * Policy::group;
+  for (index_t g = 0; g < groups; ++g) {
+    Policy::template step<J>(acc, w, x);
+    w += group_stride;
+    x += Policy::x_per_group;
+  }
+  [&]<std::size_t... j>(std::index_sequence<j...>) {
+    ((acc[j].store_aligned(acc_io + W * j)), ...);
+  }(std::make_index_sequence<J>{});
+}
+
+template <class Policy>
+using panel_fn = void (*)(const typename Policy::storage*, index_t, const typename Policy::x_type*, index_t,
+                          typename Policy::acc_type::value_type*, bool) noexcept;
+
+/// panel<Policy, J> for J = 1 .. accumulator_registers, indexed by J - 1.
+template <class Policy>
+inline constexpr auto panel_table = []<std::size_t... j>(std::index_sequence<j...>) {
+  return std::array<panel_fn<Policy>, sizeof...(j)>{&panel<Policy, j + 1>...};
+}(std::make_index_sequence<arch::accumulator_registers>{});
+
+}  // namespace tstream::detail::gemv
