@@ -327,3 +327,37 @@ TEST_CASE("gemv: empty N is a no-op; pre-quantized int8 and bf16 inputs pack lik
   tstream::gemv(team, d, x, yb);
   CHECK(ya == yb);
 }
+
+TEST_CASE("quantize_value: std::round's rounding (ties away from zero), clamped to [-127, 127]") {
+  for (float inv : {1.f, 0.5f, 127.f / 3.f, 1e-3f}) {
+    for (int i = -400000; i <= 400000; i += 7) {
+      const float v = float(i) * 0.001f;
+      const float r = std::round(v * inv);
+      const int expect = int(std::clamp(r, -127.f, 127.f));
+      CAPTURE(v);
+      REQUIRE(int(tstream::quantize_value(v, inv)) == expect);
+    }
+  }
+  CHECK(tstream::quantize_value(0.5f, 1.f) == 1);
+  CHECK(tstream::quantize_value(-0.5f, 1.f) == -1);
+  CHECK(tstream::quantize_value(2.5f, 1.f) == 3);
+  CHECK(tstream::quantize_value(1e30f, 1.f) == 127);
+  CHECK(tstream::quantize_value(-1e30f, 1.f) == -127);
+}
+
+TEST_CASE("quantize_rows: codes and scales match the definition") {
+  const index_t n = 5, k = 9;
+  auto w = random_vector(std::size_t(n * k), 81, -3.f, 3.f);
+  for (index_t j = 0; j < k; ++j) w[std::size_t(2 * k + j)] = 0.f;  // a zero row
+  const auto q = tstream::quantize_rows(matrix_view<const float>(w.data(), n, k));
+  for (index_t i = 0; i < n; ++i) {
+    float amax = 0;
+    for (index_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(w[std::size_t(i * k + j)]));
+    CHECK(q.scale[std::size_t(i)] == amax / 127.f);
+    for (index_t j = 0; j < k; ++j) {
+      const float v = w[std::size_t(i * k + j)];
+      CHECK(std::fabs(float(q.q[std::size_t(i * k + j)]) * q.scale[std::size_t(i)] - v) <= amax / 254.f * 1.0001f);
+    }
+  }
+  CHECK(q.scale[2] == 0.f);
+}

@@ -88,23 +88,17 @@ prepared<typename Policy::x_type> prepare(const float* x, index_t k, index_t kp,
     p.main = work;
     p.main_groups = kp / 2;
   } else {  // int8 quads, u8 code = round(x / x_scale) + 128
-    float amax = 0;
-    bool finite = true;
+    float amax = 0, poison = 0;  // poison: x * 0 is NaN exactly when x is not finite
     for (index_t i = 0; i < k; ++i) {
-      finite = finite && std::isfinite(x[i]);
-      amax = std::fmax(amax, std::fabs(x[i]));
+      poison += x[i] * 0.f;
+      amax = std::max(amax, std::fabs(x[i]));
     }
+    const bool finite = poison == 0.f;
     const float inv = finite && amax > 0 ? 127.f / amax : 0.f;
     p.x_scale = finite ? amax / 127.f : std::numeric_limits<float>::quiet_NaN();
-    for (index_t g = 0; g < kp / 4; ++g) {
-      std::uint32_t q = 0;
-      for (index_t b = 0; b < 4; ++b) {
-        const index_t i = 4 * g + b;
-        const int code = i < k ? quantize_value(x[i], inv) : 0;
-        q |= std::uint32_t(code + 128) << (8 * b);
-      }
-      work[g] = q;
-    }
+    auto* codes = reinterpret_cast<std::uint8_t*>(work);  // little-endian: byte b of a dword is k = 4g + b
+    for (index_t i = 0; i < k; ++i) codes[i] = std::uint8_t(quantize_value(x[i], inv) + 128);
+    for (index_t i = k; i < kp; ++i) codes[i] = 128;
     p.main = work;
     p.main_groups = kp / 4;
   }
