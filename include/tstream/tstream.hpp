@@ -11,6 +11,7 @@
 #include "tstream/core/bf16.hpp"
 #include "tstream/core/buffer.hpp"
 #include "tstream/core/config.hpp"
+#include "tstream/core/math.hpp"
 #include "tstream/core/error.hpp"
 #include "tstream/core/stream.hpp"
 #include "tstream/core/vec.hpp"
@@ -20,6 +21,8 @@
 
 #include "tstream/runtime/thread_team.hpp"
 
+#include "tstream/kernels/attention/decode.hpp"
+#include "tstream/kernels/attention/kv_cache.hpp"
 #include "tstream/kernels/gemv/gemv.hpp"
 #include "tstream/kernels/gemv/quantize.hpp"
 #include "tstream/kernels/gemv/resident_weights.hpp"

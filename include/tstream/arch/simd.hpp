@@ -110,6 +110,50 @@ template <class Arch>
   return xsimd::bitwise_cast<batch<float, Arch>>(v & batch<std::int32_t, Arch>(static_cast<std::int32_t>(0xFFFF0000u)));
 }
 
+/// W consecutive bf16 (as raw 16-bit patterns) widened to fp32, exactly.
+template <class Arch = native>
+[[nodiscard]] inline batch<float, Arch> load_bf16(const std::uint16_t* p) noexcept {
+  constexpr std::size_t W = width<float, Arch>;
+#if defined(__AVX512F__)
+  if constexpr (W == 16)
+    return batch<float, Arch>(_mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
+#endif
+#if defined(__AVX2__)
+  if constexpr (W == 8)
+    return batch<float, Arch>(_mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
+#endif
+  alignas(64) std::int32_t tmp[W];
+  for (std::size_t i = 0; i < W; ++i) tmp[i] = std::int32_t(std::uint32_t(p[i]) << 16);
+  return xsimd::bitwise_cast<batch<float, Arch>>(batch<std::int32_t, Arch>::load_aligned(tmp));
+}
+
+/// W consecutive int8 widened to fp32, exactly.
+template <class Arch = native>
+[[nodiscard]] inline batch<float, Arch> load_i8(const std::int8_t* p) noexcept {
+  constexpr std::size_t W = width<float, Arch>;
+#if defined(__AVX512F__)
+  if constexpr (W == 16)
+    return batch<float, Arch>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))));
+#endif
+#if defined(__AVX2__)
+  if constexpr (W == 8)
+    return batch<float, Arch>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
+#endif
+  alignas(64) float tmp[W];
+  for (std::size_t i = 0; i < W; ++i) tmp[i] = float(p[i]);
+  return batch<float, Arch>::load_aligned(tmp);
+}
+
+/// W consecutive elements of S (float, bf16 bits or int8) as fp32.
+template <class S, class Arch = native>
+[[nodiscard]] inline batch<float, Arch> load_as_float(const S* p) noexcept {
+  if constexpr (std::is_same_v<S, float>) return batch<float, Arch>::load_unaligned(p);
+  else if constexpr (std::is_same_v<S, std::uint16_t>) return load_bf16<Arch>(p);
+  else return load_i8<Arch>(p);
+}
+
 /// Hint that the line at p will be read soon (into L1).
 inline void prefetch_l1(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)

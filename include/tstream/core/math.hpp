@@ -1,0 +1,39 @@
+// Elementary functions the kernels need in registers, with their accuracy
+// stated. Portable (xsimd) code.
+#pragma once
+
+#include <limits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "tstream/arch/simd.hpp"
+
+namespace tstream {
+
+/// 2^x for x < 127.5, lane-wise, relative error below 2e-7 (a degree-7
+/// polynomial for 2^f on f in [-1/2, 1/2], scaled by 2^n through the
+/// exponent bits). x < -126 gives exactly 0 (so a -inf mask gives 0), NaN
+/// gives NaN. The online softmax's exponential, in base 2 so that the scale
+/// log2(e) / sqrt(d) is folded into one multiply.
+template <class Arch>
+[[nodiscard]] inline xsimd::batch<float, Arch> exp2(const xsimd::batch<float, Arch>& x) noexcept {
+  using B = xsimd::batch<float, Arch>;
+  using I = xsimd::batch<std::int32_t, Arch>;
+  const B xc = xsimd::max(x, B(-127.f));  // NaN is restored by the final select
+  const B n = xsimd::nearbyint(xc);
+  const B f = xc - n;  // [-1/2, 1/2]
+  // Taylor series of 2^f = e^(f ln 2): coefficients ln2^k / k!.
+  B p(1.5252733804059841e-05f);          // ln2^7 / 7!
+  p = arch::fma(p, f, B(1.5403530393381606e-04f));  // ln2^6 / 6!
+  p = arch::fma(p, f, B(1.3333558146428441e-03f));  // ln2^5 / 5!
+  p = arch::fma(p, f, B(9.6181291076284768e-03f));  // ln2^4 / 4!
+  p = arch::fma(p, f, B(5.5504108664821580e-02f));  // ln2^3 / 3!
+  p = arch::fma(p, f, B(2.4022650695910071e-01f));  // ln2^2 / 2!
+  p = arch::fma(p, f, B(6.9314718055994531e-01f));  // ln2
+  p = arch::fma(p, f, B(1.f));
+  const I e = (xsimd::to_int(n) + I(127)) << 23;     // 2^n for n in [-126, 128)
+  const B r = p * xsimd::bitwise_cast<B>(e);
+  return xsimd::select(x < B(-126.f), B(0.f), xsimd::select(xsimd::isnan(x), x, r));
+}
+
+}  // namespace tstream

@@ -1,0 +1,160 @@
+// The KV cache, resident and laid out in the order decode attention streams
+// it: per KV head, blocks of 64 positions, each block holding K transposed
+// (head_dim x 64: one row of 64 scores is a few registers) followed by V
+// row-major (64 x head_dim), so one KV head's blocks form one sequential
+// stream. int8 blocks end with a per-position scale for K and for V.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include "tstream/arch/simd.hpp"
+#include "tstream/core/bf16.hpp"
+#include "tstream/core/buffer.hpp"
+#include "tstream/core/error.hpp"
+#include "tstream/core/view.hpp"
+#include "tstream/kernels/gemv/quantize.hpp"
+
+namespace tstream {
+
+/// Element types a kv_cache stores: float, bf16 or std::int8_t.
+template <class T>
+concept kv_type = std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, std::int8_t>;
+
+/// One layer's K and V for kv_heads heads of head_dim, room for `capacity`
+/// positions, allocated (and zeroed) once. Positions are appended one token
+/// (decode) or many (prefill) at a time; nothing is reallocated.
+///
+/// int8 quantizes each appended K and V row (one position of one head)
+/// symmetrically with its own scale, max|row| / 127: per position and head,
+/// because decode appends one position at a time and a block-wide scale
+/// would not be known until its block is full.
+template <kv_type T>
+class kv_cache {
+ public:
+  /// Positions per block (the decode kernel's score tile).
+  static constexpr index_t block = 64;
+  using storage = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
+
+  /// head_dim must be a positive multiple of 16 (64, 80, 96, 128, 256 ...).
+  kv_cache(index_t kv_heads, index_t head_dim, index_t capacity)
+      : heads_(kv_heads), dim_(head_dim), capacity_(capacity) {
+    detail::require(kv_heads >= 1, "kv_cache", "kv_heads = ", kv_heads, " must be at least 1");
+    detail::require(head_dim >= 16 && head_dim % 16 == 0 && head_dim <= 1024, "kv_cache", "head_dim = ", head_dim,
+                    " is unsupported (a multiple of 16 up to 1024)");
+    detail::require(capacity >= 1, "kv_cache", "capacity = ", capacity, " must be at least 1");
+    blocks_ = (capacity + block - 1) / block;
+    data_ = aligned_buffer<std::byte>(std::size_t(heads_ * blocks_) * block_bytes());
+    std::memset(data_.data(), 0, data_.bytes());  // padding lanes read as zero, never NaN
+  }
+
+  [[nodiscard]] index_t kv_heads() const noexcept { return heads_; }
+  [[nodiscard]] index_t head_dim() const noexcept { return dim_; }
+  [[nodiscard]] index_t capacity() const noexcept { return capacity_; }
+  /// Positions stored so far (the context length L).
+  [[nodiscard]] index_t size() const noexcept { return size_; }
+  /// Forgets every position (capacity and memory stay).
+  void clear() noexcept { size_ = 0; }
+
+  /// Appends one position: k and v hold kv_heads x head_dim values each
+  /// (head-major). Throws tstream::error, storing nothing, when full or on a
+  /// size mismatch.
+  void append(std::span<const float> k, std::span<const float> v) {
+    append(matrix_view<const float>(k.data(), 1, index_t(k.size())), matrix_view<const float>(v.data(), 1, index_t(v.size())));
+  }
+
+  /// Appends k.rows() positions (prefill): row t of k and v holds position
+  /// size() + t, kv_heads x head_dim values each.
+  void append(matrix_view<const float> k, matrix_view<const float> v) {
+    const index_t width = heads_ * dim_;
+    detail::require(k.cols() == width, "kv_cache::append", "k has ", k.cols(), " values per position, expected kv_heads x head_dim = ", width);
+    detail::require(v.cols() == width, "kv_cache::append", "v has ", v.cols(), " values per position, expected kv_heads x head_dim = ", width);
+    detail::require(k.rows() == v.rows(), "kv_cache::append", "k has ", k.rows(), " positions, v has ", v.rows());
+    detail::require(size_ + k.rows() <= capacity_, "kv_cache::append", "appending ", k.rows(), " positions to ", size_,
+                    " exceeds capacity = ", capacity_);
+    if constexpr (std::is_same_v<T, std::int8_t>) {
+      for (index_t t = 0; t < k.rows(); ++t)
+        for (index_t j = 0; j < width; ++j)
+          detail::require(std::isfinite(k(t, j)) && std::isfinite(v(t, j)), "kv_cache::append", "position ", t,
+                          " value ", j, " is not finite (int8 needs a finite scale)");
+    }
+    for (index_t t = 0; t < k.rows(); ++t, ++size_)
+      for (index_t h = 0; h < heads_; ++h) store(h, size_, k.row(t).data() + h * dim_, v.row(t).data() + h * dim_);
+  }
+
+  // ---- the layout, for the decode kernel ----
+  /// Bytes of one block (K^T, V and, for int8, the two scale rows).
+  [[nodiscard]] std::size_t block_bytes() const noexcept {
+    return 2 * std::size_t(block * dim_) * sizeof(storage) + (std::is_same_v<T, std::int8_t> ? 2 * block * sizeof(float) : 0);
+  }
+  /// Block b of head h.
+  [[nodiscard]] const std::byte* block_data(index_t h, index_t b) const noexcept {
+    return data_.data() + std::size_t(h * blocks_ + b) * block_bytes();
+  }
+  /// K^T of a block: head_dim rows of 64 positions.
+  [[nodiscard]] const storage* keys(const std::byte* blk) const noexcept { return reinterpret_cast<const storage*>(blk); }
+  /// V of a block: 64 rows of head_dim.
+  [[nodiscard]] const storage* values(const std::byte* blk) const noexcept { return keys(blk) + block * dim_; }
+  /// Per-position scales of K, then of V (int8 only).
+  [[nodiscard]] const float* key_scales(const std::byte* blk) const noexcept {
+    return reinterpret_cast<const float*>(values(blk) + block * dim_);
+  }
+  [[nodiscard]] const float* value_scales(const std::byte* blk) const noexcept { return key_scales(blk) + block; }
+  /// Bytes of K and V (with scales) decode reads for a context of L positions.
+  [[nodiscard]] std::size_t bytes_for(index_t L) const noexcept {
+    const std::size_t per_pos = 2 * std::size_t(dim_) * sizeof(storage) + (std::is_same_v<T, std::int8_t> ? 8 : 0);
+    return std::size_t(heads_ * L) * per_pos;
+  }
+
+  /// The value stored for K or V at (head, position, d), as fp32 (for tests).
+  [[nodiscard]] float key(index_t h, index_t pos, index_t d) const { return read(h, pos, d, true); }
+  [[nodiscard]] float value(index_t h, index_t pos, index_t d) const { return read(h, pos, d, false); }
+
+ private:
+  std::byte* mutable_block(index_t h, index_t b) noexcept { return const_cast<std::byte*>(block_data(h, b)); }
+
+  void store(index_t h, index_t pos, const float* k, const float* v) {
+    std::byte* blk = mutable_block(h, pos / block);
+    const index_t p = pos % block;
+    auto* kt = const_cast<storage*>(keys(blk));
+    auto* vr = const_cast<storage*>(values(blk)) + p * dim_;
+    if constexpr (std::is_same_v<T, std::int8_t>) {
+      auto scale_of = [&](const float* x) {
+        float amax = 0;
+        for (index_t d = 0; d < dim_; ++d) amax = std::fmax(amax, std::fabs(x[d]));
+        return amax;
+      };
+      const float ka = scale_of(k), va = scale_of(v);
+      const float kinv = ka > 0 ? 127.f / ka : 0.f, vinv = va > 0 ? 127.f / va : 0.f;
+      for (index_t d = 0; d < dim_; ++d) kt[d * block + p] = quantize_value(k[d], kinv);
+      for (index_t d = 0; d < dim_; ++d) vr[d] = quantize_value(v[d], vinv);
+      const_cast<float*>(key_scales(blk))[p] = ka / 127.f;
+      const_cast<float*>(value_scales(blk))[p] = va / 127.f;
+    } else {
+      for (index_t d = 0; d < dim_; ++d) kt[d * block + p] = encode(k[d]);
+      for (index_t d = 0; d < dim_; ++d) vr[d] = encode(v[d]);
+    }
+  }
+
+  static storage encode(float x) noexcept {
+    if constexpr (std::is_same_v<T, bf16>) return bf16::from_float(x);
+    else return x;
+  }
+
+  float read(index_t h, index_t pos, index_t d, bool is_key) const {
+    const std::byte* blk = block_data(h, pos / block);
+    const index_t p = pos % block;
+    const storage s = is_key ? keys(blk)[d * block + p] : values(blk)[p * dim_ + d];
+    if constexpr (std::is_same_v<T, bf16>) return bf16::to_float(s);
+    else if constexpr (std::is_same_v<T, std::int8_t>) return float(s) * (is_key ? key_scales(blk) : value_scales(blk))[p];
+    else return s;
+  }
+
+  index_t heads_, dim_, capacity_, blocks_ = 0, size_ = 0;
+  aligned_buffer<std::byte> data_;
+};
+
+}  // namespace tstream

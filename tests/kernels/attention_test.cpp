@@ -1,0 +1,212 @@
+// Decode attention against a double-precision reference over the values the
+// cache stores, over awkward lengths, head dims, GQA ratios and windows;
+// storage error of bf16/int8 against the fp32 data; bitwise determinism
+// across thread counts; large and equal logits; every bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "tstream/core/math.hpp"
+#include "tstream/kernels/attention/decode.hpp"
+
+using tstream::bf16;
+using tstream::index_t;
+using tstream::kv_cache;
+
+namespace {
+
+std::vector<float> random_vector(std::size_t n, unsigned seed, float amp = 1.f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(-amp, amp);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+
+template <class T>
+kv_cache<T> filled_cache(index_t kvh, index_t dim, index_t L, unsigned seed, float amp = 1.f, index_t capacity = 0) {
+  kv_cache<T> c(kvh, dim, capacity ? capacity : L);
+  const auto k = random_vector(std::size_t(L * kvh * dim), seed, amp), v = random_vector(std::size_t(L * kvh * dim), seed + 1);
+  // Half as a prefill, the rest one token at a time (both paths).
+  const index_t pre = L / 2;
+  if (pre) c.append(tstream::matrix_view<const float>(k.data(), pre, kvh * dim), tstream::matrix_view<const float>(v.data(), pre, kvh * dim));
+  for (index_t t = pre; t < L; ++t)
+    c.append(std::span<const float>(k.data() + t * kvh * dim, std::size_t(kvh * dim)),
+             std::span<const float>(v.data() + t * kvh * dim, std::size_t(kvh * dim)));
+  return c;
+}
+
+// Double-precision attention over the values the cache holds; also returns
+// the scale of each output (sum_j p_j |v_jd|) for relative tolerances.
+template <class T>
+void reference(const kv_cache<T>& c, const std::vector<float>& q, index_t qh, tstream::decode_options opt,
+               std::vector<double>& out, std::vector<double>& mag) {
+  const index_t dim = c.head_dim(), L = c.size(), group = qh / c.kv_heads();
+  const double scale = opt.scale > 0 ? opt.scale : 1.0 / std::sqrt(double(dim));
+  const index_t lo = opt.window > 0 ? std::max<index_t>(0, L - opt.window) : 0;
+  out.assign(std::size_t(qh * dim), 0.0);
+  mag.assign(std::size_t(qh * dim), 0.0);
+  for (index_t h = 0; h < qh; ++h) {
+    const index_t kv = h / group;
+    std::vector<double> s(static_cast<std::size_t>(L));
+    double mx = -INFINITY;
+    for (index_t j = lo; j < L; ++j) {
+      double dot = 0;
+      for (index_t d = 0; d < dim; ++d) dot += double(q[std::size_t(h * dim + d)]) * c.key(kv, j, d);
+      s[std::size_t(j)] = dot * scale;
+      mx = std::max(mx, s[std::size_t(j)]);
+    }
+    double sum = 0;
+    for (index_t j = lo; j < L; ++j) sum += std::exp(s[std::size_t(j)] - mx);
+    for (index_t j = lo; j < L; ++j) {
+      const double p = std::exp(s[std::size_t(j)] - mx) / sum;
+      for (index_t d = 0; d < dim; ++d) {
+        out[std::size_t(h * dim + d)] += p * c.value(kv, j, d);
+        mag[std::size_t(h * dim + d)] += p * std::fabs(c.value(kv, j, d));
+      }
+    }
+  }
+}
+
+template <class T>
+void check_case(index_t qh, index_t kvh, index_t dim, index_t L, tstream::decode_options opt, int threads,
+                double tol, float qamp = 1.f) {
+  CAPTURE(qh);
+  CAPTURE(kvh);
+  CAPTURE(dim);
+  CAPTURE(L);
+  CAPTURE(opt.window);
+  const auto c = filled_cache<T>(kvh, dim, L, unsigned(L * 3 + dim));
+  const auto q = random_vector(std::size_t(qh * dim), unsigned(qh + L), qamp);
+  std::vector<float> out(std::size_t(qh * dim), -1.f);
+  tstream::thread_team team(threads);
+  tstream::attention_decode(team, c, q, out, opt);
+  std::vector<double> ref, mag;
+  reference(c, q, qh, opt, ref, mag);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    CAPTURE(i);
+    REQUIRE(std::fabs(out[i] - ref[i]) <= tol * mag[i] + 1e-30);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("exp2: relative error below 2e-7, exact zero below -126, NaN stays NaN") {
+  using B = tstream::arch::batch<float>;
+  for (float x = -126.f; x <= 100.f; x += 0.0137f) {
+    const float y = tstream::exp2(B(x)).get(0);
+    REQUIRE(std::fabs(double(y) - std::exp2(double(x))) <= 2e-7 * std::exp2(double(x)));
+  }
+  CHECK(tstream::exp2(B(-INFINITY)).get(0) == 0.f);
+  CHECK(tstream::exp2(B(-200.f)).get(0) == 0.f);
+  CHECK(tstream::exp2(B(0.f)).get(0) == 1.f);
+  CHECK(std::isnan(tstream::exp2(B(NAN)).get(0)));
+}
+
+TEST_CASE("attention f32: lengths, head dims and GQA ratios against double") {
+  for (index_t L : {1, 2, 319, 320, 321, 1000, 5000})
+    for (auto [qh, kvh] : {std::pair<index_t, index_t>{8, 8}, {8, 2}, {8, 1}}) check_case<float>(qh, kvh, 64, L, {}, 2, 1e-5);
+  for (index_t dim : {80, 96, 128, 256}) check_case<float>(8, 2, dim, 777, {}, 2, 1e-5);
+  check_case<float>(12, 4, 128, 1500, {}, 3, 1e-5);  // 3 heads per group: a partial tile
+}
+
+TEST_CASE("attention bf16 and int8 KV: the kernel is exact on the stored values") {
+  for (index_t L : {1, 321, 2100}) {
+    check_case<bf16>(8, 2, 128, L, {}, 2, 1e-5);
+    check_case<std::int8_t>(8, 2, 128, L, {}, 2, 1e-5);
+  }
+  check_case<std::int8_t>(4, 4, 80, 130, {}, 1, 1e-5);
+}
+
+TEST_CASE("attention: sliding window") {
+  for (index_t w : {1, 5, 64, 65, 1500}) {
+    tstream::decode_options opt;
+    opt.window = w;
+    check_case<float>(8, 2, 64, 3000, opt, 2, 1e-5);
+  }
+}
+
+TEST_CASE("attention: large logits (1e4) and all-equal logits are safe") {
+  check_case<float>(4, 1, 64, 700, {}, 2, 1e-5, 300.f);  // |logits| up to ~1e4
+  // All-equal logits: q = 0 gives the mean of V.
+  const auto c = filled_cache<float>(1, 64, 333, 5);
+  std::vector<float> q(64, 0.f), out(64);
+  tstream::thread_team team(2);
+  tstream::attention_decode(team, c, q, out);
+  for (index_t d = 0; d < 64; ++d) {
+    double mean = 0;
+    for (index_t j = 0; j < 333; ++j) mean += c.value(0, j, d);
+    mean /= 333;
+    REQUIRE(out[std::size_t(d)] == doctest::Approx(mean).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("attention: stored bf16 and int8 K/V stay within their stated error of fp32") {
+  const index_t kvh = 2, dim = 128, L = 600, qh = 8;
+  const auto c32 = filled_cache<float>(kvh, dim, L, 9);
+  const auto c16 = filled_cache<bf16>(kvh, dim, L, 9);
+  const auto c8 = filled_cache<std::int8_t>(kvh, dim, L, 9);
+  const auto q = random_vector(std::size_t(qh * dim), 10, 2.f);
+  std::vector<float> o32(std::size_t(qh * dim)), o16(o32.size()), o8(o32.size());
+  tstream::thread_team team(2);
+  tstream::attention_decode(team, c32, q, o32);
+  tstream::attention_decode(team, c16, q, o16);
+  tstream::attention_decode(team, c8, q, o8);
+  double max32 = 0, e16 = 0, e8 = 0;
+  for (std::size_t i = 0; i < o32.size(); ++i) {
+    max32 = std::max(max32, double(std::fabs(o32[i])));
+    e16 = std::max(e16, double(std::fabs(o16[i] - o32[i])));
+    e8 = std::max(e8, double(std::fabs(o8[i] - o32[i])));
+  }
+  // The README's stated bounds, relative to the largest output.
+  CHECK(e16 <= 1e-2 * max32);
+  CHECK(e8 <= 3e-2 * max32);
+  CHECK(e16 > 0);  // bf16 storage does round
+}
+
+TEST_CASE_TEMPLATE("attention: bitwise identical for any thread count", T, float, bf16, std::int8_t) {
+  const auto c = filled_cache<T>(4, 128, 5000, 77);
+  const auto q = random_vector(32 * 128, 78);
+  std::vector<float> first;
+  for (int t : {1, 2, 3, 4, 7}) {
+    tstream::thread_team team(t);
+    std::vector<float> out(q.size());
+    tstream::decode_plan<T> plan(c, 32);
+    plan.run(team, q, out);
+    plan.run(team, q, out);  // a plan replays
+    if (first.empty()) first = out;
+    CAPTURE(t);
+    REQUIRE(std::memcmp(out.data(), first.data(), out.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("attention: bad input is a clear tstream::error and writes nothing") {
+  CHECK_THROWS_WITH_AS(kv_cache<float>(2, 100, 10), "tstream::kv_cache: head_dim = 100 is unsupported (a multiple of 16 up to 1024)", tstream::error);
+  CHECK_THROWS_WITH_AS(kv_cache<float>(0, 64, 10), "tstream::kv_cache: kv_heads = 0 must be at least 1", tstream::error);
+  CHECK_THROWS_WITH_AS(kv_cache<float>(1, 64, 0), "tstream::kv_cache: capacity = 0 must be at least 1", tstream::error);
+  kv_cache<float> c(2, 64, 3);
+  std::vector<float> kv(128, 1.f), q(6 * 64, 1.f), out(6 * 64, 42.f);
+  tstream::thread_team team(2);
+  CHECK_THROWS_WITH_AS(tstream::attention_decode(team, c, q, out), "tstream::attention_decode: the KV cache is empty (L = 0)", tstream::error);
+  CHECK_THROWS_WITH_AS(c.append(std::span<const float>(kv.data(), 127), kv),
+                       "tstream::kv_cache::append: k has 127 values per position, expected kv_heads x head_dim = 128", tstream::error);
+  for (int i = 0; i < 3; ++i) c.append(kv, kv);
+  CHECK_THROWS_WITH_AS(c.append(kv, kv), "tstream::kv_cache::append: appending 1 positions to 3 exceeds capacity = 3", tstream::error);
+  CHECK(c.size() == 3);
+  CHECK_THROWS_WITH_AS(tstream::decode_plan<float>(c, 3), "tstream::decode_plan: q_heads = 3 is not a positive multiple of kv_heads = 2", tstream::error);
+  CHECK_THROWS_WITH_AS(tstream::attention_decode(team, c, std::span<const float>(q.data(), 6 * 64 - 1), out),
+                       "tstream::attention_decode: q has 383 elements, not a multiple of head_dim = 64", tstream::error);
+  tstream::decode_plan<float> plan(c, 6);
+  CHECK_THROWS_WITH_AS(plan.run(team, q, std::span<float>(out.data(), 64)),
+                       "tstream::attention_decode: out has 64 elements, expected q_heads x head_dim = 384", tstream::error);
+  CHECK_THROWS_WITH_AS(plan.run(team, q, std::span<float>(q.data(), q.size()).subspan(0)), "tstream::attention_decode: out overlaps q", tstream::error);
+  for (float v : out) REQUIRE(v == 42.f);
+  std::vector<float> bad(128, 1.f);
+  bad[5] = NAN;
+  kv_cache<std::int8_t> c8(2, 64, 4);
+  CHECK_THROWS_AS(c8.append(bad, kv), tstream::error);
+  CHECK(c8.size() == 0);
+}
