@@ -154,6 +154,35 @@ template <class S, class Arch = native>
   else return load_i8<Arch>(p);
 }
 
+/// Makes the compiler hold v in a register from here on. Without it, GCC
+/// folds a load shared by several FMAs into each FMA's memory operand, and
+/// a kernel whose loads feed four heads becomes load-port bound.
+template <class T, class Arch>
+inline void keep_in_register(batch<T, Arch>& v) noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && TSTREAM_ARCH_X86
+  if constexpr (sizeof(v) == 64 || sizeof(v) == 32 || sizeof(v) == 16) {
+    auto r = static_cast<typename batch<T, Arch>::register_type>(v);
+    __asm__("" : "+v"(r));
+    v = batch<T, Arch>(r);
+  }
+#else
+  (void)v;
+#endif
+}
+
+/// Largest lane of v (lanes compared left to right; NaN handling as max_ps).
+template <class Arch>
+[[nodiscard]] inline float reduce_max(const batch<float, Arch>& v) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (width<float, Arch> == 16) return _mm512_reduce_max_ps(v);
+#endif
+  alignas(64) float lanes[width<float, Arch>];
+  v.store_aligned(lanes);
+  float m = lanes[0];
+  for (std::size_t i = 1; i < width<float, Arch>; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+}
+
 /// Hint that the line at p will be read soon (into L1).
 inline void prefetch_l1(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)

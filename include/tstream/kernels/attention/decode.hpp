@@ -75,7 +75,10 @@ inline void block_scores(const S* kt, index_t dim, const float* q, fbatch (&s)[H
     const S* row = kt + d * block;
     prefetch_lines(row, std::size_t(block) * sizeof(S));
     fbatch k[R];
-    for (std::size_t r = 0; r < R; ++r) k[r] = arch::load_as_float(row + r * W);
+    for (std::size_t r = 0; r < R; ++r) {
+      k[r] = arch::load_as_float(row + r * W);
+      arch::keep_in_register(k[r]);  // loaded once, used by every head
+    }
     for (std::size_t h = 0; h < H; ++h) {
       const fbatch qb(q[std::size_t(h) * std::size_t(dim) + std::size_t(d)]);
       for (std::size_t r = 0; r < R; ++r) s[h][r] = arch::fma(k[r], qb, s[h][r]);
@@ -94,7 +97,10 @@ inline void block_values(const S* v, index_t dim, index_t d0, index_t lo, index_
     const S* row = v + pos * dim + d0;
     if (prefetch) prefetch_lines(v + pos * dim, std::size_t(dim) * sizeof(S));
     fbatch x[C];
-    for (std::size_t c = 0; c < C; ++c) x[c] = arch::load_as_float(row + c * W);
+    for (std::size_t c = 0; c < C; ++c) {
+      x[c] = arch::load_as_float(row + c * W);
+      arch::keep_in_register(x[c]);  // loaded once, used by every head
+    }
     for (std::size_t h = 0; h < H; ++h) {
       const fbatch pb(p[h][pos]);
       for (std::size_t c = 0; c < C; ++c) o[h][c] = arch::fma(x[c], pb, o[h][c]);
@@ -158,13 +164,10 @@ void block_step(const kv_cache<T>& cache, const std::byte* blk, index_t lo, inde
       t[r] = xsimd::select(valid, s[h][r] * scale, neg_inf);
       mx = xsimd::max(mx, t[r]);
     }
-    alignas(64) float lanes[W];
-    mx.store_aligned(lanes);
-    float m_blk = lanes[0];
-    for (std::size_t i = 1; i < W; ++i) m_blk = std::max(m_blk, lanes[i]);
+    const float m_blk = arch::reduce_max(mx);
     // Invariant: st.m is the max so far; m_new >= st.m, so alpha <= 1.
     const float m_new = std::max(st[h].m, m_blk);
-    alpha[h] = st[h].m == m_new ? 1.f : std::exp2(st[h].m - m_new);
+    alpha[h] = st[h].m == m_new ? 1.f : tstream::exp2(fbatch(st[h].m - m_new)).get(0);
     fbatch sum(0.f);
     for (std::size_t r = 0; r < R; ++r) {
       const fbatch e = tstream::exp2(t[r] - fbatch(m_new));
