@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 # Debian package names for the compiler, build tools and every library used.
 packages=(g++ cmake make pkg-config libxsimd-dev xtl-dev libeigen3-dev doctest-dev libbenchmark-dev
-          libopenblas-dev libdnnl-dev)
+          libopenblas-dev libdnnl-dev python3 python3-venv)
 
 missing_packages() {
   local p

@@ -3,7 +3,7 @@
 # built with CMake against the created package; for real and offline, with
 # everything (Conan itself if not on PATH, CONAN_HOME, all builds) under
 # WORK_DIR in the build tree:
-#  - Conan 2 is the `conan` on PATH, else one pip-installed into WORK_DIR/venv
+#  - Conan (2.2 or later) is the `conan` on PATH, else one pip-installed into WORK_DIR/venv
 #    (or, without Python's venv module, into WORK_DIR/pylib);
 #  - CONAN_HOME is WORK_DIR/home, with a detected default profile;
 #  - the test profile takes xsimd/8.1.0 from the system ([platform_requires])
@@ -21,6 +21,9 @@ if(NOT CMAKE)
   set(CMAKE "${CMAKE_COMMAND}")
 endif()
 file(MAKE_DIRECTORY "${WORK_DIR}")
+# Conan's cache, profiles and settings live in the build tree: set before
+# Conan first runs (even `conan --version` creates its home).
+set(ENV{CONAN_HOME} "${WORK_DIR}/home")
 
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
@@ -30,32 +33,39 @@ function(run)
   endif()
 endfunction()
 
-# The major version of the Conan <exe>, or "" if it does not run.
-function(conan_version exe out)
-  execute_process(COMMAND "${exe}" --version OUTPUT_VARIABLE v RESULT_VARIABLE rc ERROR_QUIET)
-  if(rc EQUAL 0 AND v MATCHES "Conan version ([0-9]+)\\.")
-    set(${out} "${CMAKE_MATCH_1}" PARENT_SCOPE)
-  else()
-    set(${out} "" PARENT_SCOPE)
+# Conan 2.2 is the first with all this test uses ([platform_requires] and
+# tools.cmake.cmake_layout:test_folder); the recipe itself needs 2.0.9.
+set(min_conan 2.2)
+
+# Whether <exe> runs and is a Conan 2 >= min_conan.
+function(usable_conan exe out)
+  execute_process(COMMAND ${exe} --version OUTPUT_VARIABLE v RESULT_VARIABLE rc ERROR_QUIET)
+  set(ok FALSE)
+  if(rc EQUAL 0 AND v MATCHES "Conan version ([0-9]+\\.[0-9]+(\\.[0-9]+)?)")
+    set(v "${CMAKE_MATCH_1}")
+    if(v VERSION_GREATER_EQUAL min_conan AND v VERSION_LESS 3)
+      set(ok TRUE)
+    else()
+      message(STATUS "${exe} is Conan ${v}; this test needs Conan 2 >= ${min_conan}")
+    endif()
   endif()
+  set(${out} ${ok} PARENT_SCOPE)
 endfunction()
 
-set(venv "${WORK_DIR}/venv")
-find_program(conan_on_path conan NO_CACHE)
 set(CONAN "")
+find_program(conan_on_path conan NO_CACHE)
 if(conan_on_path)
-  conan_version("${conan_on_path}" major)
-  if(major STREQUAL "2")
+  usable_conan("${conan_on_path}" ok)
+  if(ok)
     set(CONAN "${conan_on_path}")
-  else()
-    message(STATUS "${conan_on_path} is not Conan 2; using one installed in ${WORK_DIR}")
   endif()
 endif()
-# One installed by an earlier run.
+# Else one installed here by an earlier run.
+set(venv "${WORK_DIR}/venv")
 foreach(candidate "${venv}/bin/conan" "${venv}/Scripts/conan.exe")
   if(NOT CONAN AND EXISTS "${candidate}")
-    conan_version("${candidate}" major)
-    if(major STREQUAL "2")
+    usable_conan("${candidate}" ok)
+    if(ok)
       set(CONAN "${candidate}")
     endif()
   endif()
@@ -71,10 +81,10 @@ if(NOT CONAN)
     find_program(PYTHON NAMES python3 python NO_CACHE)
   endif()
   if(NOT PYTHON)
-    message("tstream-packaging-skip: Conan is not installed and there is no Python to pip-install it; the Conan recipe is not tested")
+    message("tstream-packaging-skip: no Conan >= 2.2 on PATH and there is no Python to pip-install it; the Conan recipe is not tested")
     return()
   endif()
-  set(pip_args install --quiet --disable-pip-version-check "conan>=2.0.9,<3")
+  set(pip_args install --quiet --disable-pip-version-check "conan>=${min_conan},<3")
   # A venv keeps Conan out of the system's and the user's Python...
   file(REMOVE_RECURSE "${venv}")
   execute_process(COMMAND "${PYTHON}" -m venv "${venv}" RESULT_VARIABLE venv_rc OUTPUT_QUIET ERROR_QUIET)
@@ -100,7 +110,7 @@ if(NOT CONAN)
     # installs it into a directory of its own, put on PYTHONPATH.
     execute_process(COMMAND "${PYTHON}" -m pip --version RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
     if(NOT rc EQUAL 0)
-      message("tstream-packaging-skip: Conan is not installed and ${PYTHON} has neither venv nor pip; the Conan recipe is not tested")
+      message("tstream-packaging-skip: no Conan >= 2.2 on PATH and ${PYTHON} has neither venv nor pip; the Conan recipe is not tested")
       return()
     endif()
     file(REMOVE_RECURSE "${pylib}")
@@ -115,9 +125,9 @@ if(NOT CONAN)
 endif()
 execute_process(COMMAND ${CONAN} --version)
 
-# Conan's cache, profiles and settings live in the build tree.
-set(ENV{CONAN_HOME} "${WORK_DIR}/home")
-run(${CONAN} profile detect --exist-ok)
+if(NOT EXISTS "${WORK_DIR}/home/profiles/default")
+  run(${CONAN} profile detect)
+endif()
 
 file(TO_CMAKE_PATH "${CMAKE}" cmake_exe)
 set(profile "${WORK_DIR}/test.profile")

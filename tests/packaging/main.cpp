@@ -1,6 +1,7 @@
 // The program every packaging consumer builds (find_package, add_subdirectory,
-// FetchContent, pkg-config, Conan): it streams y = 2 x + b through tstream
-// and checks y against a plain loop. Exit status 0 iff every element matches.
+// FetchContent, pkg-config, Conan): it streams y = 2 x + b through tstream,
+// runs a GEMV on resident weights with two threads, and checks both against
+// plain loops. Exit status 0 iff every element matches.
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -25,6 +26,20 @@ int main() {
       if (bad++ < 5) std::fprintf(stderr, "y[%zu] = %g, want %g\n", i, double(y[i]), double(want));
     }
   }
-  std::printf("tstream %s: y = 2x + b over %zu elements, %zu mismatches\n", tstream::version_string, n, bad);
+  // GEMV: z = W x for a 321 x 1000 matrix (a partial panel), two threads.
+  const std::size_t rows = 321;
+  std::vector<float> w(rows * n), z(rows);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = float(int(i % 17) - 8) * 0.125f;
+  tstream::thread_team team(2);
+  const tstream::resident_weights<float> W(tstream::matrix_view<const float>(w.data(), rows, n), team.size());
+  tstream::gemv(team, W, x, z);
+  for (std::size_t i = 0; i < rows; ++i) {
+    double want = 0;
+    for (std::size_t k = 0; k < n; ++k) want += double(w[i * n + k]) * x[k];
+    if (!(std::fabs(z[i] - want) <= 1e-4 * (1.0 + std::fabs(want)))) {
+      if (bad++ < 5) std::fprintf(stderr, "z[%zu] = %g, want %g\n", i, double(z[i]), want);
+    }
+  }
+  std::printf("tstream %s: stream y = 2x + b and GEMV 321 x 1000, %zu mismatches\n", tstream::version_string, bad);
   return bad == 0 ? 0 : 1;
 }
