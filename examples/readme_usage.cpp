@@ -1,0 +1,44 @@
+// The README's usage snippet, compiled and run in CI so it cannot rot:
+// a GEMV on resident int8 weights with a fused epilogue, then one step of
+// decode attention on a bf16 KV cache.
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include <tstream/tstream.hpp>
+
+int main() {
+  const tstream::index_t N = 1000, K = 512;
+  std::vector<float> w(static_cast<std::size_t>(N * K)), x(static_cast<std::size_t>(K)), y(static_cast<std::size_t>(N));
+  std::vector<float> bias(static_cast<std::size_t>(N), 0.1f);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.001f * float(i));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.01f * float(i));
+
+  tstream::thread_team team(2);                          // persistent, pinned workers
+  // Pack W (N x K, row-major fp32) once: int8 quantizes per row, bf16 rounds.
+  tstream::resident_weights<std::int8_t> W(tstream::matrix_view<const float>(w.data(), N, K), team.size());
+
+  tstream::gemv(team, W, x, y);                          // y = W x
+  tstream::gemv(team, W, x, y, bias);                    // y = W x + bias
+  namespace vxm = tstream::vxm;                          // a fused epilogue: y = silu(W x + bias)
+  tstream::gemv(team, W, x, y, vxm::then(vxm::add(tstream::mem::read(bias)), vxm::silu{}));
+  tstream::gemv(team, W, x, y, vxm::identity{}, {tstream::precision::fast});  // VNNI u8 x s8
+  std::printf("gemv      : %lld x %lld int8, y[0] = %.4f, share 0 lives in %s\n", (long long)N, (long long)K, y[0],
+              tstream::to_string(W.share(0).level));
+
+  // Decode attention: 32 query heads over 8 KV heads of 128, room for 4096 positions.
+  tstream::kv_cache<tstream::bf16> cache(8, 128, 4096);
+  std::vector<float> k_token(8 * 128), v_token(8 * 128), q(32 * 128, 0.05f), out(32 * 128);
+  for (int t = 0; t < 100; ++t) {                        // per generated token
+    for (std::size_t i = 0; i < k_token.size(); ++i) {
+      k_token[i] = std::sin(float(t + 1) * 0.1f * float(i % 7));
+      v_token[i] = std::cos(float(t) * 0.05f + float(i % 5));
+    }
+    cache.append(k_token, v_token);
+  }
+  tstream::decode_plan<tstream::bf16> plan(cache, 32);   // made once
+  plan.run(team, q, out);                                // every token: no allocation
+  std::printf("attention : L = %lld, out[0] = %.4f, %.1f KiB of K/V read\n", (long long)cache.size(), out[0],
+              double(plan.bytes()) / 1024);
+  return std::isfinite(y[0]) && std::isfinite(out[0]) ? 0 : 1;
+}
