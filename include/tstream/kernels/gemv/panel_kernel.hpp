@@ -98,7 +98,10 @@ struct bf16_dot {
   static constexpr int x_per_group = 1;
   template <std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
-    arch::bf16_dot_step<J>(acc, w, x[0]);
+    const ibatch xb(static_cast<std::int32_t>(x[0]));
+    [&]<std::size_t... j>(std::index_sequence<j...>) {
+      ((acc[j] = arch::dot_bf16_pairs(acc[j], arch::load_lanes(w, j), xb)), ...);
+    }(std::make_index_sequence<J>{});
   }
 };
 
@@ -110,7 +113,10 @@ struct i8_dot {
   static constexpr int x_per_group = 1;
   template <std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
-    arch::vnni_dot_step<J>(acc, w, x[0]);
+    const ibatch xb(static_cast<std::int32_t>(x[0]));
+    [&]<std::size_t... j>(std::index_sequence<j...>) {
+      ((acc[j] = arch::dot_u8s8_quads(acc[j], xb, arch::load_lanes(w, j))), ...);
+    }(std::make_index_sequence<J>{});
   }
 };
 
