@@ -121,6 +121,20 @@ TEST_CASE("attention bf16 and int8 KV: the kernel is exact on the stored values"
   check_case<std::int8_t>(4, 4, 80, 130, {}, 1, 1e-5);
 }
 
+TEST_CASE("attention bf16 and int8 KV, fast mode: within the stated tolerance of the stored values") {
+  tstream::decode_options fast;
+  fast.mode = tstream::precision::fast;
+  for (index_t L : {1, 63, 321, 2100}) {
+    check_case<bf16>(8, 2, 128, L, fast, 2, 2e-3);
+    check_case<std::int8_t>(8, 2, 128, L, fast, 2, 5e-3);
+  }
+  check_case<bf16>(4, 4, 80, 130, fast, 1, 2e-3);
+  check_case<std::int8_t>(6, 2, 96, 500, fast, 1, 5e-3);
+  fast.window = 70;
+  check_case<std::int8_t>(8, 1, 64, 1000, fast, 2, 5e-3);
+  check_case<float>(8, 1, 64, 1000, fast, 2, 1e-5);  // fp32: fast is exact
+}
+
 TEST_CASE("attention: sliding window") {
   for (index_t w : {1, 5, 64, 65, 1500}) {
     tstream::decode_options opt;
@@ -170,16 +184,20 @@ TEST_CASE("attention: stored bf16 and int8 K/V stay within their stated error of
 TEST_CASE_TEMPLATE("attention: bitwise identical for any thread count", T, float, bf16, std::int8_t) {
   const auto c = filled_cache<T>(4, 128, 5000, 77);
   const auto q = random_vector(32 * 128, 78);
-  std::vector<float> first;
-  for (int t : {1, 2, 3, 4, 7}) {
-    tstream::thread_team team(t);
-    std::vector<float> out(q.size());
-    tstream::decode_plan<T> plan(c, 32);
-    plan.run(team, q, out);
-    plan.run(team, q, out);  // a plan replays
-    if (first.empty()) first = out;
-    CAPTURE(t);
-    REQUIRE(std::memcmp(out.data(), first.data(), out.size() * sizeof(float)) == 0);
+  for (auto mode : {tstream::precision::exact, tstream::precision::fast}) {
+    std::vector<float> first;
+    tstream::decode_options opt;
+    opt.mode = mode;
+    for (int t : {1, 2, 3, 4, 7}) {
+      tstream::thread_team team(t);
+      std::vector<float> out(q.size());
+      tstream::decode_plan<T> plan(c, 32, opt);
+      plan.run(team, q, out);
+      plan.run(team, q, out);  // a plan replays
+      if (first.empty()) first = out;
+      CAPTURE(t);
+      REQUIRE(std::memcmp(out.data(), first.data(), out.size() * sizeof(float)) == 0);
+    }
   }
 }
 

@@ -46,11 +46,17 @@ struct decode_options {
   float scale = 0.f;
   /// Sliding window: attend to the last `window` positions only; 0 = all.
   index_t window = 0;
+  /// exact: the stored K and V widened to fp32, fp32 queries and
+  /// probabilities. fast (bf16, int8 KV): the query rounded to bf16 or
+  /// quantized per head to 8 bits, the probabilities of each block rounded
+  /// to bf16 or quantized to 8 bits, and vdpbf16ps / vpdpbusd.
+  precision mode = precision::exact;
 };
 
 namespace detail::attn {
 
 using fbatch = arch::batch<float>;
+using ibatch = arch::batch<std::int32_t>;
 inline constexpr std::size_t W = fbatch::size;
 inline constexpr index_t block = 64;
 inline constexpr std::size_t R = std::size_t(block) / W;  // registers per row of 64 scores
@@ -66,67 +72,273 @@ inline void prefetch_lines(const void* p, std::size_t bytes) noexcept {
   for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l1(c + off);
 }
 
-// s[h][r] = sum_d q[h][d] K^T[d][r-th register of positions], H heads.
-template <class S, std::size_t H>
-inline void block_scores(const S* kt, index_t dim, const float* q, fbatch (&s)[H][R]) noexcept {
-  for (std::size_t h = 0; h < H; ++h)
-    for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
-  for (index_t d = 0; d < dim; ++d) {
-    const S* row = kt + d * block;
-    prefetch_lines(row, std::size_t(block) * sizeof(S));
-    fbatch k[R];
-    for (std::size_t r = 0; r < R; ++r) {
-      k[r] = arch::load_as_float(row + r * W);
-      arch::keep_in_register(k[r]);  // loaded once, used by every head
-    }
-    for (std::size_t h = 0; h < H; ++h) {
-      const fbatch qb(q[std::size_t(h) * std::size_t(dim) + std::size_t(d)]);
-      for (std::size_t r = 0; r < R; ++r) s[h][r] = arch::fma(k[r], qb, s[h][r]);
-    }
-  }
-}
+// The query heads of one tile, as each format wants them.
+struct query_tile {
+  const float* q;              // H rows of head_dim, fp32
+  const std::uint32_t* packed; // fast modes: H rows of head_dim / G dwords (bf16 pairs, u8 quads)
+  const float* scale;          // int8 fast: per head, q ~= scale * (code)
+};
 
-// acc[h][d0 .. d0 + C*W) = alpha[h] * acc + sum over positions [lo, hi) of p[h][pos] V[pos][...].
-template <class S, std::size_t H, std::size_t C>
-inline void block_values(const S* v, index_t dim, index_t d0, index_t lo, index_t hi, const float (*p)[block],
-                         const float* alpha, float* const* acc, bool prefetch) noexcept {
+// The probabilities of one block for a tile, as the values step wants them.
+struct prob_tile {
+  alignas(64) float p[4][block];          // exact: 2^(logit - m), times the V scale for int8
+  alignas(64) std::uint32_t packed[4][block / 2];  // fast: bf16 pairs or u8 quads
+  float scale[4];                         // int8 fast: p ~= scale * (code)
+};
+
+// A KV format: how a block's K^T meets the queries and its V the
+// probabilities. One per (stored type, precision).
+//   scores<H>(cache, blk, qt, s)    s[h][r] = q_h . K(position) for the 64 positions
+//   probs<H>(cache, blk, pt)        converts pt.p into what values() reads
+//   values<H, C>(...)               acc = alpha acc + p V over a dim slice
+template <kv_type T, precision M>
+struct kv_format;
+
+// Shared driver of the V pass: o[h][c] starts at alpha_h acc, `step` adds
+// one group of positions, the result goes back to acc.
+template <std::size_t H, std::size_t C, class Step>
+inline void values_pass(index_t g0, index_t g1, index_t d0, const float* alpha, float* const* acc, Step step) noexcept {
   fbatch o[H][C];
   for (std::size_t h = 0; h < H; ++h)
     for (std::size_t c = 0; c < C; ++c) o[h][c] = fbatch::load_unaligned(acc[h] + d0 + index_t(c * W)) * fbatch(alpha[h]);
-  for (index_t pos = lo; pos < hi; ++pos) {
-    const S* row = v + pos * dim + d0;
-    if (prefetch) prefetch_lines(v + pos * dim, std::size_t(dim) * sizeof(S));
-    fbatch x[C];
-    for (std::size_t c = 0; c < C; ++c) {
-      x[c] = arch::load_as_float(row + c * W);
-      arch::keep_in_register(x[c]);  // loaded once, used by every head
-    }
-    for (std::size_t h = 0; h < H; ++h) {
-      const fbatch pb(p[h][pos]);
-      for (std::size_t c = 0; c < C; ++c) o[h][c] = arch::fma(x[c], pb, o[h][c]);
-    }
-  }
+  for (index_t g = g0; g < g1; ++g) step(g, o);
   for (std::size_t h = 0; h < H; ++h)
     for (std::size_t c = 0; c < C; ++c) o[h][c].store_unaligned(acc[h] + d0 + index_t(c * W));
 }
 
-template <class S, std::size_t H>
-inline void values_all(const S* v, index_t dim, index_t lo, index_t hi, const float (*p)[block], const float* alpha,
-                       float* const* acc) noexcept {
-  index_t d0 = 0;
-  bool first = true;
+template <precision M>
+struct kv_format<float, M> {
+  template <std::size_t H>
+  static void scores(const kv_cache<float>& kc, const std::byte* blk, const query_tile& qt, fbatch (&s)[H][R]) noexcept {
+    const float* kt = kc.keys(blk);
+    const index_t dim = kc.head_dim();
+    for (index_t d = 0; d < dim; ++d) {
+      const float* row = kt + d * block;
+      prefetch_lines(row, std::size_t(block) * 4);
+      fbatch k[R];
+      for (std::size_t r = 0; r < R; ++r) {
+        k[r] = fbatch::load_unaligned(row + r * W);
+        arch::keep_in_register(k[r]);  // loaded once, used by every head
+      }
+      for (std::size_t h = 0; h < H; ++h) {
+        const fbatch qb(qt.q[std::size_t(h) * std::size_t(dim) + std::size_t(d)]);
+        for (std::size_t r = 0; r < R; ++r) s[h][r] = arch::fma(k[r], qb, s[h][r]);
+      }
+    }
+  }
+  template <std::size_t H>
+  static void probs(const kv_cache<float>&, const std::byte*, prob_tile&) noexcept {}
+  template <std::size_t H, std::size_t C>
+  static void values(const kv_cache<float>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
+                     const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
+    const index_t dim = kc.head_dim();
+    const float* v = kc.values(blk);
+    values_pass<H, C>(lo, hi, d0, alpha, acc, [&](index_t pos, fbatch(&o)[H][C]) {
+      if (d0 == 0) prefetch_lines(v + pos * dim, std::size_t(dim) * 4);
+      fbatch x[C];
+      for (std::size_t c = 0; c < C; ++c) {
+        x[c] = fbatch::load_unaligned(v + pos * dim + d0 + index_t(c * W));
+        arch::keep_in_register(x[c]);
+      }
+      for (std::size_t h = 0; h < H; ++h) {
+        const fbatch pb(pt.p[h][pos]);
+        for (std::size_t c = 0; c < C; ++c) o[h][c] = arch::fma(x[c], pb, o[h][c]);
+      }
+    });
+  }
+};
+
+// bf16: K^T as [d/2][position][2], V as [position/2][d][2].
+template <precision M>
+struct kv_format<bf16, M> {
+  using S = std::uint16_t;
+  template <std::size_t H>
+  static void scores(const kv_cache<bf16>& kc, const std::byte* blk, const query_tile& qt, fbatch (&s)[H][R]) noexcept {
+    const S* kt = kc.keys(blk);
+    const index_t dim = kc.head_dim();
+    for (index_t dp = 0; dp < dim / 2; ++dp) {
+      const S* row = kt + dp * block * 2;
+      prefetch_lines(row, std::size_t(block) * 4);
+      for (std::size_t r = 0; r < R; ++r) {
+        ibatch v = arch::load_lanes(row, r);  // 16 positions x (d even, d odd)
+        arch::keep_in_register(v);
+        if constexpr (M == precision::fast) {
+          for (std::size_t h = 0; h < H; ++h)
+            s[h][r] = arch::dot_bf16_pairs(s[h][r], v, ibatch(std::int32_t(qt.packed[h * std::size_t(dim / 2) + std::size_t(dp)])));
+        } else {
+          const fbatch even = arch::low_bf16(v), odd = arch::high_bf16(v);
+          for (std::size_t h = 0; h < H; ++h) {
+            const float* qh = qt.q + std::size_t(h) * std::size_t(dim) + std::size_t(2 * dp);
+            s[h][r] = arch::fma(even, fbatch(qh[0]), s[h][r]);
+            s[h][r] = arch::fma(odd, fbatch(qh[1]), s[h][r]);
+          }
+        }
+      }
+    }
+  }
+  template <std::size_t H>
+  static void probs(const kv_cache<bf16>&, const std::byte*, prob_tile& pt) noexcept {
+    if constexpr (M == precision::fast)
+      for (std::size_t h = 0; h < H; ++h)
+        for (index_t g = 0; g < block / 2; ++g)
+          pt.packed[h][g] = std::uint32_t(bf16::from_float(pt.p[h][2 * g])) |
+                            (std::uint32_t(bf16::from_float(pt.p[h][2 * g + 1])) << 16);
+  }
+  template <std::size_t H, std::size_t C>
+  static void values(const kv_cache<bf16>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
+                     const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
+    const index_t dim = kc.head_dim();
+    const S* v = kc.values(blk);
+    values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
+      const S* row = v + g * dim * 2 + d0 * 2;  // 16 dims x (position even, position odd) per register
+      if (d0 == 0) prefetch_lines(v + g * dim * 2, std::size_t(dim) * 4);
+      for (std::size_t c = 0; c < C; ++c) {
+        ibatch x = arch::load_lanes(row, c);
+        arch::keep_in_register(x);
+        if constexpr (M == precision::fast) {
+          for (std::size_t h = 0; h < H; ++h) o[h][c] = arch::dot_bf16_pairs(o[h][c], x, ibatch(std::int32_t(pt.packed[h][g])));
+        } else {
+          const fbatch even = arch::low_bf16(x), odd = arch::high_bf16(x);
+          for (std::size_t h = 0; h < H; ++h) {
+            o[h][c] = arch::fma(even, fbatch(pt.p[h][2 * g]), o[h][c]);
+            o[h][c] = arch::fma(odd, fbatch(pt.p[h][2 * g + 1]), o[h][c]);
+          }
+        }
+      }
+    });
+  }
+};
+
+// int8: K^T as [d/4][position][4], V as [position/4][d][4], per-position
+// scales; fast mode offsets the u8 query codes by 128 and subtracts
+// 128 x (sum of the position's K codes) exactly in int32.
+template <precision M>
+struct kv_format<std::int8_t, M> {
+  using S = std::int8_t;
+  template <std::size_t H>
+  static void scores(const kv_cache<std::int8_t>& kc, const std::byte* blk, const query_tile& qt, fbatch (&s)[H][R]) noexcept {
+    const S* kt = kc.keys(blk);
+    const index_t dim = kc.head_dim();
+    if constexpr (M == precision::fast) {
+      ibatch si[H][R];
+      for (std::size_t h = 0; h < H; ++h)
+        for (std::size_t r = 0; r < R; ++r) si[h][r] = ibatch(0);
+      for (index_t dq = 0; dq < dim / 4; ++dq) {
+        const S* row = kt + dq * block * 4;
+        prefetch_lines(row, std::size_t(block) * 4);
+        for (std::size_t r = 0; r < R; ++r) {
+          ibatch v = arch::load_lanes(row, r);  // 16 positions x 4 dims
+          arch::keep_in_register(v);
+          for (std::size_t h = 0; h < H; ++h)
+            si[h][r] = arch::dot_u8s8_quads(si[h][r], ibatch(std::int32_t(qt.packed[h * std::size_t(dim / 4) + std::size_t(dq)])), v);
+        }
+      }
+      for (std::size_t r = 0; r < R; ++r) {
+        const ibatch offset = ibatch::load_unaligned(kc.key_sums(blk) + r * W) * ibatch(128);
+        const fbatch ks = fbatch::load_unaligned(kc.key_scales(blk) + r * W);
+        for (std::size_t h = 0; h < H; ++h) s[h][r] = xsimd::to_float(si[h][r] - offset) * (ks * fbatch(qt.scale[h]));
+      }
+    } else {
+      for (index_t dq = 0; dq < dim / 4; ++dq) {
+        const S* row = kt + dq * block * 4;
+        prefetch_lines(row, std::size_t(block) * 4);
+        for (std::size_t r = 0; r < R; ++r) {
+          ibatch v = arch::load_lanes(row, r);
+          arch::keep_in_register(v);
+          const fbatch k0 = xsimd::to_float(arch::signed_byte<0>(v)), k1 = xsimd::to_float(arch::signed_byte<1>(v));
+          const fbatch k2 = xsimd::to_float(arch::signed_byte<2>(v)), k3 = xsimd::to_float(arch::signed_byte<3>(v));
+          for (std::size_t h = 0; h < H; ++h) {
+            const float* qh = qt.q + std::size_t(h) * std::size_t(dim) + std::size_t(4 * dq);
+            s[h][r] = arch::fma(k0, fbatch(qh[0]), s[h][r]);
+            s[h][r] = arch::fma(k1, fbatch(qh[1]), s[h][r]);
+            s[h][r] = arch::fma(k2, fbatch(qh[2]), s[h][r]);
+            s[h][r] = arch::fma(k3, fbatch(qh[3]), s[h][r]);
+          }
+        }
+      }
+      for (std::size_t r = 0; r < R; ++r) {
+        const fbatch ks = fbatch::load_unaligned(kc.key_scales(blk) + r * W);
+        for (std::size_t h = 0; h < H; ++h) s[h][r] = s[h][r] * ks;
+      }
+    }
+  }
+  template <std::size_t H>
+  static void probs(const kv_cache<std::int8_t>& kc, const std::byte* blk, prob_tile& pt) noexcept {
+    const float* vs = kc.value_scales(blk);
+    for (std::size_t h = 0; h < H; ++h) {
+      float mx = 0;
+      for (index_t i = 0; i < block; ++i) {
+        pt.p[h][i] *= vs[i];  // fold the V scale into the probability
+        mx = std::max(mx, pt.p[h][i]);
+      }
+      if constexpr (M == precision::fast) {
+        // p' >= 0: u8 codes 0..255 of p' / scale.
+        const float inv = mx > 0 ? 255.f / mx : 0.f;
+        pt.scale[h] = mx / 255.f;
+        auto* codes = reinterpret_cast<std::uint8_t*>(pt.packed[h]);  // little-endian: byte b of dword g is position 4g + b
+        for (index_t i = 0; i < block; ++i) codes[i] = std::uint8_t(std::min(255.f, pt.p[h][i] * inv + 0.5f));
+      }
+    }
+  }
+  template <std::size_t H, std::size_t C>
+  static void values(const kv_cache<std::int8_t>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
+                     const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
+    const index_t dim = kc.head_dim();
+    const S* v = kc.values(blk);
+    const index_t g0 = lo / 4, g1 = (hi + 3) / 4;
+    if constexpr (M == precision::fast) {
+      ibatch oi[H][C];
+      for (std::size_t h = 0; h < H; ++h)
+        for (std::size_t c = 0; c < C; ++c) oi[h][c] = ibatch(0);
+      for (index_t g = g0; g < g1; ++g) {
+        const S* row = v + g * dim * 4 + d0 * 4;  // 16 dims x 4 positions per register
+        if (d0 == 0) prefetch_lines(v + g * dim * 4, std::size_t(dim) * 4);
+        for (std::size_t c = 0; c < C; ++c) {
+          ibatch x = arch::load_lanes(row, c);
+          arch::keep_in_register(x);
+          for (std::size_t h = 0; h < H; ++h) oi[h][c] = arch::dot_u8s8_quads(oi[h][c], ibatch(std::int32_t(pt.packed[h][g])), x);
+        }
+      }
+      for (std::size_t h = 0; h < H; ++h)
+        for (std::size_t c = 0; c < C; ++c) {
+          float* a = acc[h] + d0 + index_t(c * W);
+          const fbatch o = fbatch::load_unaligned(a) * fbatch(alpha[h]);
+          arch::fma(xsimd::to_float(oi[h][c]), fbatch(pt.scale[h]), o).store_unaligned(a);
+        }
+    } else {
+      values_pass<H, C>(g0, g1, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
+        const S* row = v + g * dim * 4 + d0 * 4;
+        if (d0 == 0) prefetch_lines(v + g * dim * 4, std::size_t(dim) * 4);
+        for (std::size_t c = 0; c < C; ++c) {
+          ibatch x = arch::load_lanes(row, c);
+          arch::keep_in_register(x);
+          const fbatch x0 = xsimd::to_float(arch::signed_byte<0>(x)), x1 = xsimd::to_float(arch::signed_byte<1>(x));
+          const fbatch x2 = xsimd::to_float(arch::signed_byte<2>(x)), x3 = xsimd::to_float(arch::signed_byte<3>(x));
+          for (std::size_t h = 0; h < H; ++h) {
+            const float* ph = &pt.p[h][4 * g];
+            o[h][c] = arch::fma(x0, fbatch(ph[0]), o[h][c]);
+            o[h][c] = arch::fma(x1, fbatch(ph[1]), o[h][c]);
+            o[h][c] = arch::fma(x2, fbatch(ph[2]), o[h][c]);
+            o[h][c] = arch::fma(x3, fbatch(ph[3]), o[h][c]);
+          }
+        }
+      });
+    }
+  }
+};
+
+// acc over all of head_dim, in passes of dim_regs registers (then the rest).
+template <class F, std::size_t H, kv_type T>
+inline void values_all(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t hi, const prob_tile& pt,
+                       const float* alpha, float* const* acc) noexcept {
+  const index_t dim = kc.head_dim();
   constexpr index_t step = index_t(dim_regs * W);
-  for (; d0 + step <= dim; d0 += step, first = false) block_values<S, H, dim_regs>(v, dim, d0, lo, hi, p, alpha, acc, first);
+  index_t d0 = 0;
+  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, blk, lo, hi, d0, pt, alpha, acc);
   const index_t rest = (dim - d0) / index_t(W);  // head_dim is a multiple of 16, so of W
-  if constexpr (dim_regs > 1) {
-    if (rest == 1) block_values<S, H, 1>(v, dim, d0, lo, hi, p, alpha, acc, first);
-  }
-  if constexpr (dim_regs > 2) {
-    if (rest == 2) block_values<S, H, 2>(v, dim, d0, lo, hi, p, alpha, acc, first);
-  }
-  if constexpr (dim_regs > 3) {
-    if (rest == 3) block_values<S, H, 3>(v, dim, d0, lo, hi, p, alpha, acc, first);
-  }
+  if constexpr (dim_regs > 1) if (rest == 1) F::template values<H, 1>(kc, blk, lo, hi, d0, pt, alpha, acc);
+  if constexpr (dim_regs > 2) if (rest == 2) F::template values<H, 2>(kc, blk, lo, hi, d0, pt, alpha, acc);
+  if constexpr (dim_regs > 3) if (rest == 3) F::template values<H, 3>(kc, blk, lo, hi, d0, pt, alpha, acc);
 }
 
 // The running state of one query head over one chunk.
@@ -136,16 +348,18 @@ struct head_state {
   float* acc; // head_dim running sum of 2^(logit - m) v
 };
 
-// One block, H query heads (a tile): scores, online softmax, values.
-template <kv_type T, std::size_t H>
-void block_step(const kv_cache<T>& cache, const std::byte* blk, index_t lo, index_t hi, const float* q, float c,
+// One block, H query heads (a tile): scores (MXM), online softmax (VXM),
+// values (MXM).
+template <kv_type T, precision M, std::size_t H>
+void block_step(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t hi, const query_tile& qt, float c,
                 head_state* st) noexcept {
-  using S = typename kv_cache<T>::storage;
-  const index_t dim = cache.head_dim();
+  using F = kv_format<T, M>;
   fbatch s[H][R];
-  block_scores<S, H>(cache.keys(blk), dim, q, s);
+  for (std::size_t h = 0; h < H; ++h)
+    for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
+  F::template scores<H>(kc, blk, qt, s);
 
-  alignas(64) float p[H][block];
+  prob_tile pt;
   float alpha[H];
   float* accs[H];
   alignas(64) float lane_pos[W];
@@ -157,30 +371,27 @@ void block_step(const kv_cache<T>& cache, const std::byte* blk, index_t lo, inde
     fbatch t[R];
     fbatch mx = neg_inf;
     for (std::size_t r = 0; r < R; ++r) {
-      fbatch scale(c);
-      if constexpr (std::is_same_v<T, std::int8_t>) scale = scale * fbatch::load_unaligned(cache.key_scales(blk) + r * W);
       const fbatch pos = iota + fbatch(float(r * W));
       const auto valid = (pos >= fbatch(float(lo))) && (pos < fbatch(float(hi)));
-      t[r] = xsimd::select(valid, s[h][r] * scale, neg_inf);
+      t[r] = xsimd::select(valid, s[h][r] * fbatch(c), neg_inf);
       mx = xsimd::max(mx, t[r]);
     }
-    const float m_blk = arch::reduce_max(mx);
-    // Invariant: st.m is the max so far; m_new >= st.m, so alpha <= 1.
-    const float m_new = std::max(st[h].m, m_blk);
+    // Invariant: st.m is the max so far; m_new >= st.m, so alpha <= 1 and
+    // every 2^(t - m_new) <= 1: no overflow whatever the logits.
+    const float m_new = std::max(st[h].m, arch::reduce_max(mx));
     alpha[h] = st[h].m == m_new ? 1.f : tstream::exp2(fbatch(st[h].m - m_new)).get(0);
     fbatch sum(0.f);
     for (std::size_t r = 0; r < R; ++r) {
-      const fbatch e = tstream::exp2(t[r] - fbatch(m_new));
+      const fbatch e = tstream::exp2(t[r] - fbatch(m_new));  // exactly 0 where masked
       sum += e;
-      fbatch pv = e;
-      if constexpr (std::is_same_v<T, std::int8_t>) pv = pv * fbatch::load_unaligned(cache.value_scales(blk) + r * W);
-      pv.store_aligned(&p[h][r * W]);
+      e.store_aligned(&pt.p[h][r * W]);
     }
     st[h].l = st[h].l * alpha[h] + xsimd::hadd(sum);
     st[h].m = m_new;
     accs[h] = st[h].acc;
   }
-  values_all<S, H>(cache.values(blk), dim, lo, hi, p, alpha, accs);
+  F::template probs<H>(kc, blk, pt);
+  values_all<F, H>(kc, blk, lo, hi, pt, alpha, accs);
 }
 
 }  // namespace detail::attn
@@ -207,6 +418,10 @@ class decode_plan {
     chunks_ = (cache.capacity() + chunk - 1) / chunk;
     const std::size_t per = std::size_t(cache.head_dim()) + 2;  // acc, m, l
     partial_ = aligned_buffer<float>(std::size_t(chunks_ * q_heads) * per);
+    if (fast()) {
+      packed_q_ = aligned_buffer<std::uint32_t>(std::size_t(q_heads * cache.head_dim() / group));
+      q_scale_ = aligned_buffer<float>(std::size_t(q_heads));
+    }
   }
 
   [[nodiscard]] index_t q_heads() const noexcept { return q_heads_; }
@@ -242,14 +457,18 @@ class decode_plan {
     const std::size_t per = std::size_t(dim) + 2;
     float* partial = partial_.data();
     const int threads = team.size();
+    if (fast()) pack_queries(q.data());
 
     team.run([&](int m) {
       for (index_t it = index_t(m) * items / threads; it < index_t(m + 1) * items / threads; ++it) {
         const index_t h = it / (c1 - c0), c = c0 + it % (c1 - c0);
         const index_t plo = std::max(lo, c * chunk), phi = std::min(hi, (c + 1) * chunk);
-        for (index_t g0 = 0; g0 < group; g0 += index_t(detail::attn::heads_per_tile))
-          run_item(h, plo, phi, q.data(), h * group + g0, std::min<index_t>(index_t(detail::attn::heads_per_tile), group - g0),
-                   scale, partial + std::size_t(c * q_heads_ + h * group + g0) * per);
+        for (index_t g0 = 0; g0 < group; g0 += index_t(detail::attn::heads_per_tile)) {
+          const index_t hq0 = h * group + g0, n = std::min<index_t>(index_t(detail::attn::heads_per_tile), group - g0);
+          float* out_rows = partial + std::size_t(c * q_heads_ + hq0) * per;
+          if (fast()) run_item<precision::fast>(h, plo, phi, q.data(), hq0, n, scale, out_rows);
+          else run_item<precision::exact>(h, plo, phi, q.data(), hq0, n, scale, out_rows);
+        }
       }
     });
     // Merge the chunks of each query head in chunk order.
@@ -279,8 +498,37 @@ class decode_plan {
     return {opt_.window > 0 ? std::max<index_t>(0, L - opt_.window) : 0, L};
   }
 
+  static constexpr index_t group = kv_cache<T>::group;
+  [[nodiscard]] bool fast() const noexcept { return opt_.mode == precision::fast && group > 1; }
+
+  // Fast modes: each query head as bf16 pairs, or as u8 quads (code + 128)
+  // with its scale max|q| / 127 (NaN if q has a non-finite value).
+  void pack_queries(const float* q) {
+    const index_t dim = cache_->head_dim(), words = dim / group;
+    for (index_t h = 0; h < q_heads_; ++h) {
+      const float* qh = q + h * dim;
+      std::uint32_t* out = packed_q_.data() + h * words;
+      if constexpr (group == 2) {
+        for (index_t g = 0; g < words; ++g)
+          out[g] = std::uint32_t(bf16::from_float(qh[2 * g])) | (std::uint32_t(bf16::from_float(qh[2 * g + 1])) << 16);
+      } else {
+        float amax = 0, poison = 0;
+        for (index_t d = 0; d < dim; ++d) {
+          poison += qh[d] * 0.f;
+          amax = std::max(amax, std::fabs(qh[d]));
+        }
+        const bool finite = poison == 0.f;
+        const float inv = finite && amax > 0 ? 127.f / amax : 0.f;
+        q_scale_[std::size_t(h)] = finite ? amax / 127.f : std::numeric_limits<float>::quiet_NaN();
+        auto* codes = reinterpret_cast<std::uint8_t*>(out);
+        for (index_t d = 0; d < dim; ++d) codes[d] = std::uint8_t(quantize_value(qh[d], inv) + 128);
+      }
+    }
+  }
+
   // Heads [hq0, hq0 + n) of KV head h over positions [plo, phi); writes their
   // partial (acc, m, l) rows at out (consecutive heads).
+  template <precision M>
   void run_item(index_t h, index_t plo, index_t phi, const float* q, index_t hq0, index_t n, float scale,
                 float* out) const {
     using namespace detail::attn;
@@ -291,15 +539,16 @@ class decode_plan {
       st[i] = {-std::numeric_limits<float>::infinity(), 0.f, out + std::size_t(i) * per};
       std::fill(st[i].acc, st[i].acc + dim, 0.f);
     }
-    const float* qh = q + hq0 * dim;
+    const query_tile qt{q + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
+                        fast() ? q_scale_.data() + hq0 : nullptr};
     for (index_t b = plo / block; b * block < phi; ++b) {
       const index_t lo = std::max<index_t>(plo - b * block, 0), hi = std::min<index_t>(phi - b * block, block);
       const std::byte* blk = cache_->block_data(h, b);
       switch (n) {
-        case 1: block_step<T, 1>(*cache_, blk, lo, hi, qh, scale, st); break;
-        case 2: if constexpr (heads_per_tile >= 2) block_step<T, 2>(*cache_, blk, lo, hi, qh, scale, st); break;
-        case 3: if constexpr (heads_per_tile >= 3) block_step<T, 3>(*cache_, blk, lo, hi, qh, scale, st); break;
-        default: if constexpr (heads_per_tile >= 4) block_step<T, heads_per_tile>(*cache_, blk, lo, hi, qh, scale, st); break;
+        case 1: block_step<T, M, 1>(*cache_, blk, lo, hi, qt, scale, st); break;
+        case 2: if constexpr (heads_per_tile >= 2) block_step<T, M, 2>(*cache_, blk, lo, hi, qt, scale, st); break;
+        case 3: if constexpr (heads_per_tile >= 3) block_step<T, M, 3>(*cache_, blk, lo, hi, qt, scale, st); break;
+        default: if constexpr (heads_per_tile >= 4) block_step<T, M, heads_per_tile>(*cache_, blk, lo, hi, qt, scale, st); break;
       }
     }
     for (index_t i = 0; i < n; ++i) {
@@ -313,6 +562,8 @@ class decode_plan {
   decode_options opt_;
   index_t chunks_ = 0;
   aligned_buffer<float> partial_;
+  aligned_buffer<std::uint32_t> packed_q_;  // fast modes: queries as the dot products take them
+  aligned_buffer<float> q_scale_;           // int8 fast: per query head
 };
 
 /// One-shot decode attention: q_heads = q.size() / head_dim. Makes a plan

@@ -1,8 +1,16 @@
 // The KV cache, resident and laid out in the order decode attention streams
 // it: per KV head, blocks of 64 positions, each block holding K transposed
 // (head_dim x 64: one row of 64 scores is a few registers) followed by V
-// row-major (64 x head_dim), so one KV head's blocks form one sequential
-// stream. int8 blocks end with a per-position scale for K and for V.
+// (64 x head_dim), so one KV head's blocks form one sequential stream.
+//
+// Elements are grouped as the dot-product instructions consume them (G = 1
+// for fp32, 2 for bf16, 4 for int8): K^T keeps G consecutive dims of one
+// position together, [d / G][position][d % G]; V keeps G consecutive
+// positions of one dim together, [position / G][d][position % G]. One
+// register then holds 16 positions x G dims of K, or 16 dims x G positions
+// of V, which the exact path widens and the fast path feeds to
+// vdpbf16ps / vpdpbusd as is. int8 blocks end with per-position K and V
+// scales and the per-position sum of the K codes.
 #pragma once
 
 #include <cmath>
@@ -38,6 +46,8 @@ class kv_cache {
   /// Positions per block (the decode kernel's score tile).
   static constexpr index_t block = 64;
   using storage = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
+  /// Elements grouped along head_dim (K) or positions (V): 4 bytes.
+  static constexpr index_t group = index_t(4 / sizeof(storage));
 
   /// head_dim must be a positive multiple of 16 (64, 80, 96, 128, 256 ...).
   kv_cache(index_t kv_heads, index_t head_dim, index_t capacity)
@@ -88,7 +98,15 @@ class kv_cache {
   // ---- the layout, for the decode kernel ----
   /// Bytes of one block (K^T, V and, for int8, the two scale rows).
   [[nodiscard]] std::size_t block_bytes() const noexcept {
-    return 2 * std::size_t(block * dim_) * sizeof(storage) + (std::is_same_v<T, std::int8_t> ? 2 * block * sizeof(float) : 0);
+    return 2 * std::size_t(block * dim_) * sizeof(storage) + (std::is_same_v<T, std::int8_t> ? 3 * block * 4 : 0);
+  }
+  /// Index of K(d, p) within a block's K^T.
+  [[nodiscard]] index_t key_index(index_t d, index_t p) const noexcept {
+    return (d / group) * (block * group) + p * group + d % group;
+  }
+  /// Index of V(p, d) within a block's V.
+  [[nodiscard]] index_t value_index(index_t p, index_t d) const noexcept {
+    return (p / group) * (dim_ * group) + d * group + p % group;
   }
   /// Block b of head h.
   [[nodiscard]] const std::byte* block_data(index_t h, index_t b) const noexcept {
@@ -96,16 +114,21 @@ class kv_cache {
   }
   /// K^T of a block: head_dim rows of 64 positions.
   [[nodiscard]] const storage* keys(const std::byte* blk) const noexcept { return reinterpret_cast<const storage*>(blk); }
-  /// V of a block: 64 rows of head_dim.
+  /// V of a block: 64 positions of head_dim.
   [[nodiscard]] const storage* values(const std::byte* blk) const noexcept { return keys(blk) + block * dim_; }
   /// Per-position scales of K, then of V (int8 only).
   [[nodiscard]] const float* key_scales(const std::byte* blk) const noexcept {
     return reinterpret_cast<const float*>(values(blk) + block * dim_);
   }
   [[nodiscard]] const float* value_scales(const std::byte* blk) const noexcept { return key_scales(blk) + block; }
+  /// Per-position sums over head_dim of the K codes (int8 only): the offset
+  /// term of a u8 x s8 dot product.
+  [[nodiscard]] const std::int32_t* key_sums(const std::byte* blk) const noexcept {
+    return reinterpret_cast<const std::int32_t*>(value_scales(blk) + block);
+  }
   /// Bytes of K and V (with scales) decode reads for a context of L positions.
   [[nodiscard]] std::size_t bytes_for(index_t L) const noexcept {
-    const std::size_t per_pos = 2 * std::size_t(dim_) * sizeof(storage) + (std::is_same_v<T, std::int8_t> ? 8 : 0);
+    const std::size_t per_pos = 2 * std::size_t(dim_) * sizeof(storage) + (std::is_same_v<T, std::int8_t> ? 12 : 0);
     return std::size_t(heads_ * L) * per_pos;
   }
 
@@ -120,7 +143,7 @@ class kv_cache {
     std::byte* blk = mutable_block(h, pos / block);
     const index_t p = pos % block;
     auto* kt = const_cast<storage*>(keys(blk));
-    auto* vr = const_cast<storage*>(values(blk)) + p * dim_;
+    auto* vb = const_cast<storage*>(values(blk));
     if constexpr (std::is_same_v<T, std::int8_t>) {
       auto scale_of = [&](const float* x) {
         float amax = 0;
@@ -129,13 +152,19 @@ class kv_cache {
       };
       const float ka = scale_of(k), va = scale_of(v);
       const float kinv = ka > 0 ? 127.f / ka : 0.f, vinv = va > 0 ? 127.f / va : 0.f;
-      for (index_t d = 0; d < dim_; ++d) kt[d * block + p] = quantize_value(k[d], kinv);
-      for (index_t d = 0; d < dim_; ++d) vr[d] = quantize_value(v[d], vinv);
+      std::int32_t ksum = 0;
+      for (index_t d = 0; d < dim_; ++d) {
+        const std::int8_t code = quantize_value(k[d], kinv);
+        kt[key_index(d, p)] = code;
+        ksum += code;
+      }
+      for (index_t d = 0; d < dim_; ++d) vb[value_index(p, d)] = quantize_value(v[d], vinv);
       const_cast<float*>(key_scales(blk))[p] = ka / 127.f;
       const_cast<float*>(value_scales(blk))[p] = va / 127.f;
+      const_cast<std::int32_t*>(key_sums(blk))[p] = ksum;
     } else {
-      for (index_t d = 0; d < dim_; ++d) kt[d * block + p] = encode(k[d]);
-      for (index_t d = 0; d < dim_; ++d) vr[d] = encode(v[d]);
+      for (index_t d = 0; d < dim_; ++d) kt[key_index(d, p)] = encode(k[d]);
+      for (index_t d = 0; d < dim_; ++d) vb[value_index(p, d)] = encode(v[d]);
     }
   }
 
@@ -147,7 +176,7 @@ class kv_cache {
   float read(index_t h, index_t pos, index_t d, bool is_key) const {
     const std::byte* blk = block_data(h, pos / block);
     const index_t p = pos % block;
-    const storage s = is_key ? keys(blk)[d * block + p] : values(blk)[p * dim_ + d];
+    const storage s = is_key ? keys(blk)[key_index(d, p)] : values(blk)[value_index(p, d)];
     if constexpr (std::is_same_v<T, bf16>) return bf16::to_float(s);
     else if constexpr (std::is_same_v<T, std::int8_t>) return float(s) * (is_key ? key_scales(blk) : value_scales(blk))[p];
     else return s;

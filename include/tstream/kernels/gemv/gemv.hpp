@@ -33,18 +33,12 @@
 
 namespace tstream {
 
-/// Which arithmetic a kernel may use.
-enum class precision {
-  /// The weights as stored, times fp32 activations, fp32 accumulation.
-  /// bf16 and int8 weights are widened to fp32 in registers (exactly).
-  exact,
-  /// Activations rounded to the weight type so the CPU's dot-product
-  /// instructions apply: bf16 x bf16 (vdpbf16ps; about 2^-9 relative error
-  /// per activation) or u8 x s8 (vpdpbusd; activations quantized per vector
-  /// to 8 bits, about 1/254 of max|x| absolute error per activation). Same as
-  /// exact for fp32 weights.
-  fast,
-};
+// precision (core/config.hpp) for GEMV:
+//   bf16 fast: x rounded to bf16, vdpbf16ps (about 2^-9 relative error per
+//              activation);
+//   int8 fast: x quantized per call to 8 bits (scale max|x| / 127),
+//              vpdpbusd u8 x s8 with exact int32 sums (about 1/254 of max|x|
+//              absolute error per activation).
 
 /// Options of a GEMV call.
 struct gemv_options {
