@@ -71,6 +71,88 @@ void reference(const kv_cache<T>& c, const std::vector<float>& q, index_t qh, ts
   }
 }
 
+// The fast modes' own arithmetic, emulated in double: queries rounded to
+// bf16 or quantized per head (code + 128, exact integer dot with the K codes),
+// the online softmax over the same 1024-position chunks and 64-position
+// blocks, each block's probabilities rounded to bf16 or quantized to u8
+// against the block's largest p x v_scale, then chunks merged. What is left
+// between this and the kernel is fp32 rounding, so the tolerance is tight
+// enough to catch a wrong offset or scale.
+template <class T>
+std::vector<double> reference_fast(const kv_cache<T>& c, const std::vector<float>& q, index_t qh, index_t window) {
+  const index_t dim = c.head_dim(), L = c.size(), group = qh / c.kv_heads();
+  const double scale = 1.0 / std::sqrt(double(dim)) * 1.4426950408889634;  // base-2 logits
+  const index_t lo = window > 0 ? std::max<index_t>(0, L - window) : 0;
+  std::vector<double> out(std::size_t(qh * dim), 0.0);
+  for (index_t h = 0; h < qh; ++h) {
+    const index_t kv = h / group;
+    const float* qv = q.data() + h * dim;
+    // The query as the dot product sees it.
+    std::vector<double> qd(static_cast<std::size_t>(dim));
+    float amax = 0;
+    for (index_t d = 0; d < dim; ++d) amax = std::max(amax, std::fabs(qv[d]));
+    const float inv = amax > 0 ? 127.f / amax : 0.f, qs = amax / 127.f;
+    for (index_t d = 0; d < dim; ++d)
+      qd[std::size_t(d)] = std::is_same_v<T, bf16> ? double(float(bf16(qv[d]))) : double(tstream::quantize_value(qv[d], inv));
+    struct partial { double m, l; std::vector<double> acc; };
+    std::vector<partial> parts;
+    for (index_t c0 = lo / 1024 * 1024; c0 < L; c0 += 1024) {
+      partial pr{-INFINITY, 0.0, std::vector<double>(static_cast<std::size_t>(dim), 0.0)};
+      for (index_t b0 = std::max(lo, c0) / 64 * 64; b0 < std::min(L, c0 + 1024); b0 += 64) {
+        const index_t p0 = std::max({b0, lo, c0}), p1 = std::min({b0 + 64, L, c0 + 1024});
+        std::vector<double> t(64, -INFINITY);
+        for (index_t j = p0; j < p1; ++j) {
+          double dot = 0;
+          for (index_t d = 0; d < dim; ++d) {
+            const double k = std::is_same_v<T, bf16> ? c.key(kv, j, d) : std::round(c.key(kv, j, d) / c.key_scale(kv, j));
+            dot += qd[std::size_t(d)] * k;
+          }
+          if constexpr (std::is_same_v<T, std::int8_t>) dot *= double(c.key_scale(kv, j)) * qs;
+          t[std::size_t(j - b0)] = dot * scale;
+        }
+        double mb = -INFINITY;
+        for (double x : t) mb = std::max(mb, x);
+        const double mn = std::max(pr.m, mb), alpha = std::exp2(pr.m - mn);
+        std::vector<double> p(64, 0.0);
+        double psum = 0, pmax = 0;
+        for (index_t i = 0; i < 64; ++i) {
+          p[std::size_t(i)] = std::exp2(t[std::size_t(i)] - mn);
+          psum += p[std::size_t(i)];
+          if constexpr (std::is_same_v<T, std::int8_t>) {
+            if (b0 + i < L) p[std::size_t(i)] *= c.value_scale(kv, b0 + i);
+          }
+          pmax = std::max(pmax, p[std::size_t(i)]);
+        }
+        for (index_t i = 0; i < 64; ++i) {
+          double& x = p[std::size_t(i)];
+          if constexpr (std::is_same_v<T, bf16>) x = double(float(bf16(float(x))));
+          else x = pmax > 0 ? std::floor(x * (255.0 / pmax) + 0.5) * (pmax / 255.0) : 0.0;
+        }
+        pr.l = pr.l * alpha + psum;
+        for (index_t d = 0; d < dim; ++d) {
+          double a = pr.acc[std::size_t(d)] * alpha;
+          for (index_t j = p0; j < p1; ++j) {
+            const double v = std::is_same_v<T, bf16> ? c.value(kv, j, d) : std::round(c.value(kv, j, d) / c.value_scale(kv, j));
+            a += p[std::size_t(j - b0)] * v;
+          }
+          pr.acc[std::size_t(d)] = a;
+        }
+        pr.m = mn;
+      }
+      parts.push_back(std::move(pr));
+    }
+    double M = -INFINITY, Ls = 0;
+    for (auto& pr : parts) M = std::max(M, pr.m);
+    for (auto& pr : parts) {
+      const double f = std::exp2(pr.m - M);
+      Ls += pr.l * f;
+      for (index_t d = 0; d < dim; ++d) out[std::size_t(h * dim + d)] += pr.acc[std::size_t(d)] * f;
+    }
+    for (index_t d = 0; d < dim; ++d) out[std::size_t(h * dim + d)] /= Ls;
+  }
+  return out;
+}
+
 template <class T>
 void check_case(index_t qh, index_t kvh, index_t dim, index_t L, tstream::decode_options opt, int threads,
                 double tol, float qamp = 1.f) {
@@ -89,6 +171,13 @@ void check_case(index_t qh, index_t kvh, index_t dim, index_t L, tstream::decode
   for (std::size_t i = 0; i < out.size(); ++i) {
     CAPTURE(i);
     REQUIRE(std::fabs(out[i] - ref[i]) <= tol * mag[i] + 1e-30);
+  }
+  if (opt.mode == tstream::precision::fast && !std::is_same_v<T, float>) {
+    const auto emulated = reference_fast(c, q, qh, opt.window);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(std::fabs(out[i] - emulated[i]) <= 2e-5 * mag[i] + 1e-30);
+    }
   }
 }
 

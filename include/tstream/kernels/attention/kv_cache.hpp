@@ -135,6 +135,15 @@ class kv_cache {
   /// The value stored for K or V at (head, position, d), as fp32 (for tests).
   [[nodiscard]] float key(index_t h, index_t pos, index_t d) const { return read(h, pos, d, true); }
   [[nodiscard]] float value(index_t h, index_t pos, index_t d) const { return read(h, pos, d, false); }
+  /// The int8 scale of K or V at (head, position) (1 for other types).
+  [[nodiscard]] float key_scale(index_t h, index_t pos) const {
+    if constexpr (std::is_same_v<T, std::int8_t>) return key_scales(block_data(h, pos / block))[pos % block];
+    else return 1.f;
+  }
+  [[nodiscard]] float value_scale(index_t h, index_t pos) const {
+    if constexpr (std::is_same_v<T, std::int8_t>) return value_scales(block_data(h, pos / block))[pos % block];
+    else return 1.f;
+  }
 
  private:
   std::byte* mutable_block(index_t h, index_t b) noexcept { return const_cast<std::byte*>(block_data(h, b)); }
