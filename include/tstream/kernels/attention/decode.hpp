@@ -62,7 +62,7 @@ inline constexpr index_t block = 64;
 inline constexpr std::size_t R = std::size_t(block) / W;  // registers per row of 64 scores
 static_assert(std::size_t(block) % W == 0, "a block of positions must be whole registers");
 // Query heads per tile: 4 x 4 score registers on AVX-512 (16 of 32).
-inline constexpr std::size_t heads_per_tile = std::min<std::size_t>(4, arch::accumulator_registers / R);
+inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(arch::accumulator_registers / R, 1, 4);
 // Registers of head_dim per PV pass: heads_per_tile x this accumulators.
 inline constexpr std::size_t dim_regs = arch::accumulator_registers >= 16 ? 4 : 2;
 inline constexpr std::size_t prefetch_distance = 8192;  // bytes ahead of the stream

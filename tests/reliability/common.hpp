@@ -1,0 +1,60 @@
+// Helpers shared by the reliability suites.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tstream/core/error.hpp"
+
+namespace rel {
+
+/// The message of the tstream::error f throws, "no error" if it returns, or
+/// "other exception: ..." for any other exception.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const tstream::error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("other exception: ") + e.what();
+  }
+  return "no error";
+}
+
+inline std::vector<float> random_vector(std::size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+
+/// Bitwise equality of two float arrays.
+inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// True when every element still holds `sentinel` (an output left untouched).
+inline bool untouched(const std::vector<float>& v, float sentinel) {
+  for (float x : v)
+    if (std::memcmp(&x, &sentinel, sizeof(float)) != 0) return false;
+  return true;
+}
+
+inline std::uint32_t bits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float from_bits(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+}  // namespace rel
