@@ -2,7 +2,8 @@
 # tstream's one entry point for developers and CI.
 #
 #   ./tstream.sh demo    build and run the main example (machine summary + a stream)
-#   ./tstream.sh test    build everything and run every test (what .ci/run calls)
+#   ./tstream.sh test    build everything and run every test; again under ASan+UBSan and
+#                        (threaded tests) TSan; fuzz each libFuzzer target (what .ci/run calls)
 #   ./tstream.sh bench [google-benchmark flags...]   build and run the benchmarks
 #
 # Each verb first installs what is missing (Debian/Ubuntu: apt-get, with sudo
@@ -13,6 +14,8 @@ cd "$(dirname "$0")"
 # Debian package names for the compiler, build tools and every library used.
 packages=(g++ cmake make pkg-config libxsimd-dev xtl-dev libeigen3-dev doctest-dev libbenchmark-dev
           libopenblas-dev libdnnl-dev python3 python3-venv)
+# `test` also needs clang and its libFuzzer / sanitizer runtimes (the fuzzers).
+test_packages=(clang-14 libclang-rt-14-dev)
 
 missing_packages() {
   local p
@@ -45,6 +48,36 @@ setup() {
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# Fuzzes every target built in build/fuzz for $1 seconds, all at once (each
+# gets its own working corpus, seeded from fuzz/corpus/<name>; crash inputs
+# go to build/fuzz/artifacts). Prints executions per target; fails on a crash.
+run_fuzzers() {
+  local seconds=$1 dir=build/fuzz name pids=() names=() failed=0 i
+  mkdir -p "$dir/artifacts"
+  for name in $(cat "$dir/fuzz/fuzzers.txt" | tr ';' ' '); do
+    mkdir -p "$dir/corpus/$name"
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$dir/fuzz/fuzz_$name" -max_total_time="$seconds" -timeout=30 \
+      -rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$name-" \
+      "$dir/corpus/$name" "fuzz/corpus/$name" >"$dir/fuzz_$name.log" 2>&1 &
+    pids+=($!)
+    names+=("$name")
+  done
+  for name in gemv attention stream; do
+    grep -qw "$name" "$dir/fuzz/fuzzers.txt" || echo "fuzz_$name: NOT BUILT with this compiler (see the CMake warning above)" >&2
+  done
+  for i in "${!pids[@]}"; do
+    name=${names[$i]}
+    if wait "${pids[$i]}"; then
+      echo "fuzz_$name: $(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/fuzz_$name.log") executions in ${seconds} s, no crash"
+    else
+      failed=1
+      echo "fuzz_$name: CRASHED; the input is in $dir/artifacts; log: $dir/fuzz_$name.log" >&2
+      grep -E 'tstream fuzz:|ERROR|runtime error|SUMMARY' "$dir/fuzz_$name.log" | head -20 >&2
+    fi
+  done
+  return "$failed"
+}
+
 case "${1:-}" in
   demo)
     setup
@@ -53,10 +86,33 @@ case "${1:-}" in
     ./build/release/examples/machine_summary
     ;;
   test)
+    # 1. Release: build everything, run every test. 2. ASan + UBSan: every
+    # test but packaging. 3. TSan: the threaded tests. 4. libFuzzer: build
+    # the fuzzers with clang, replay their seed corpora, fuzz each for
+    # TSTREAM_FUZZ_SECONDS (default 40). Any sanitizer report, test failure
+    # or fuzzer crash fails the run. Sanitizer logs: build/{asan,tsan}/Testing.
+    packages+=("${test_packages[@]}")
     setup
+    started=$SECONDS
+    step() { echo; echo "==== tstream test: $* ($((SECONDS - started)) s so far)"; }
+    step "release build and tests"
     cmake --preset release
     cmake --build --preset release -j "$jobs"
     ctest --preset release -j "$jobs"
+    step "AddressSanitizer + UndefinedBehaviorSanitizer"
+    cmake --preset asan >/dev/null
+    cmake --build --preset asan -j "$jobs"
+    ctest --preset asan -j "$jobs"
+    step "ThreadSanitizer (threaded tests)"
+    cmake --preset tsan >/dev/null
+    cmake --build --preset tsan -j "$jobs"
+    ctest --preset tsan -j "$jobs"
+    step "libFuzzer"
+    cmake --preset fuzz >/dev/null
+    cmake --build --preset fuzz -j "$jobs"
+    ctest --preset fuzz -j "$jobs"
+    run_fuzzers "${TSTREAM_FUZZ_SECONDS:-40}"
+    step "all passed"
     ;;
   bench)
     setup
@@ -66,7 +122,7 @@ case "${1:-}" in
     ./build/release/benchmarks/tstream_bench "$@"
     ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
