@@ -66,13 +66,9 @@ void run(fz::input& in, precision mode, index_t kvh, index_t group, index_t dim,
   for (auto& x : q) x = in.value(qmag);
   const bool is_i8 = std::is_same_v<T, std::int8_t>, fast = mode == precision::fast && !std::is_same_v<T, float>;
 
-#ifndef TSTREAM_FUZZ_KNOWN_BUGS
-  // BUG (reported, tests/reliability): int8 quantization divides 127 by the
-  // row's largest magnitude, which overflows below 127 / FLT_MAX; int8 fast
-  // also quantizes p x (V scale) by 255 / max, which overflows when a
-  // block's V scales are that small. Such rows are flushed to zero here.
-  // BUG (reported): bf16 V outside the window at an odd window start is
-  // read (0 x inf = NaN); non-finite bf16 V is kept inside the window here.
+  // The quantization contract (quantize.hpp): rows (and, in int8 fast mode,
+  // a block's p x V-scale) below tstream::quantize_floor quantize to zero;
+  // the reference quantizes exactly, so flush such rows here.
   auto flush = [](float* row, index_t len, float below) {
     float amax = 0;
     for (index_t j = 0; j < len; ++j) amax = std::fmax(amax, std::fabs(row[j]));
@@ -81,22 +77,12 @@ void run(fz::input& in, precision mode, index_t kvh, index_t group, index_t dim,
   };
   if (is_i8) {
     for (index_t r = 0; r < L * kvh; ++r) {
-      flush(&k[std::size_t(r * dim)], dim, 4e-37f);
-      flush(&v[std::size_t(r * dim)], dim, fast ? 1e-30f : 4e-37f);
+      flush(&k[std::size_t(r * dim)], dim, tstream::quantize_floor);
+      flush(&v[std::size_t(r * dim)], dim, fast ? 1e-25f : tstream::quantize_floor);
     }
     if (fast)
-      for (index_t h = 0; h < qh; ++h) flush(&q[std::size_t(h * dim)], dim, 4e-37f);
-    // BUG (reported): fast int8 quantizes a non-finite query as
-    // quantize_value(q, 0) = int8(NaN), undefined behaviour: skipped.
-    if (fast)
-      for (float x : q)
-        if (!std::isfinite(x)) return;
+      for (index_t h = 0; h < qh; ++h) flush(&q[std::size_t(h * dim)], dim, tstream::quantize_floor);
   }
-  if (std::is_same_v<T, bf16> && opt.window > 0 && opt.window < L)
-    for (index_t p = 0; p < L - opt.window; ++p)
-      for (index_t j = 0; j < width; ++j)
-        if (!std::isfinite(v[std::size_t(p * width + j)])) v[std::size_t(p * width + j)] = 0;
-#endif
 
   tstream::kv_cache<T> cache(kvh, dim, capacity);
   if constexpr (std::is_same_v<T, std::int8_t>) {

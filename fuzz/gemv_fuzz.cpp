@@ -64,15 +64,13 @@ void run(fz::input& in, precision mode, int threads, int shares, index_t n, inde
   for (auto& v : bias) v = in.value(1.f);
   const bool is_i8 = std::is_same_v<W, std::int8_t>, fast = mode == precision::fast;
 
-#ifndef TSTREAM_FUZZ_KNOWN_BUGS
-  // BUG (reported, tests/reliability/numerics_test.cpp): int8 quantization
-  // computes 127 / amax, which overflows for 0 < amax < 127 / FLT_MAX; such
-  // rows (weights, and activations in fast mode) are flushed to zero here
-  // until it is fixed. Build with -DTSTREAM_FUZZ_KNOWN_BUGS to fuzz them.
+  // The quantization contract (quantize.hpp): a row whose largest magnitude
+  // is below tstream::quantize_floor quantizes to zero. The reference below
+  // quantizes such rows exactly, so flush them here.
   auto flush_tiny_rows = [](float* row, index_t len) {
     float amax = 0;
     for (index_t j = 0; j < len; ++j) amax = std::fmax(amax, std::fabs(row[j]));
-    if (std::isfinite(amax) && amax > 0 && amax < 4e-37f)
+    if (std::isfinite(amax) && amax > 0 && amax < tstream::quantize_floor)
       for (index_t j = 0; j < len; ++j) row[j] = 0;
   };
   if (is_i8) {
@@ -80,13 +78,6 @@ void run(fz::input& in, precision mode, int threads, int shares, index_t n, inde
     if (fast)
       for (index_t r = 0; r < m; ++r) flush_tiny_rows(&x[std::size_t(r * k)], k);
   }
-  // BUG (reported): fast int8 quantizes a non-finite x as quantize_value(x,
-  // 0) = int8(NaN), undefined behaviour (clang's float-cast-overflow check
-  // traps). Such inputs are skipped until it is fixed.
-  if (is_i8 && fast)
-    for (float v : x)
-      if (!std::isfinite(v)) return;
-#endif
 
   // Pack. int8: a non-finite weight is quantize_rows' error naming the first.
   const matrix_view<const float> wv(w.data(), n, k);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <new>
 #include <span>
@@ -25,9 +26,8 @@ class aligned_buffer {
  public:
   aligned_buffer() = default;
   /// Allocates n elements (contents unspecified). Throws std::bad_alloc.
-  explicit aligned_buffer(std::size_t n)
-      : data_(n ? static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t{buffer_alignment})) : nullptr),
-        size_(n) {}
+  /// Throws std::bad_array_new_length when n * sizeof(T) overflows.
+  explicit aligned_buffer(std::size_t n) : data_(allocate(n)), size_(n) {}
 
   [[nodiscard]] T* data() noexcept { return data_.get(); }
   [[nodiscard]] const T* data() const noexcept { return data_.get(); }
@@ -39,6 +39,12 @@ class aligned_buffer {
   [[nodiscard]] std::span<const T> span() const noexcept { return {data(), size_}; }
 
  private:
+  static T* allocate(std::size_t n) {
+    if (n == 0) return nullptr;
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
+    return static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t{buffer_alignment}));
+  }
+
   std::unique_ptr<T[], deleter> data_;
   std::size_t size_ = 0;
 };

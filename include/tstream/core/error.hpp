@@ -1,6 +1,8 @@
 // The one exception type tstream throws, and the checks that raise it.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -33,6 +35,12 @@ template <class... Parts>
 template <class... Parts>
 inline void require(bool cond, const char* fn, Parts&&... parts) {
   if (!cond) [[unlikely]] fail(fn, std::forward<Parts>(parts)...);
+}
+
+/// a * b for sizes, or tstream::error naming `what` when it overflows.
+inline std::size_t checked_mul(std::size_t a, std::size_t b, const char* fn, const char* what) {
+  require(b == 0 || a <= SIZE_MAX / b, fn, what, " is too large (", a, " x ", b, " overflows)");
+  return a * b;
 }
 
 }  // namespace detail

@@ -56,22 +56,22 @@ class thread_team {
     cpus_ = allowed_cpus();
     const bool can_pin = !cpus_.empty() && std::size_t(threads) <= cpus_.size();
     if (can_pin && opt_.pin_caller) pin_this_thread(0);
-    workers_.reserve(std::size_t(threads - 1));
-    for (int m = 1; m < threads; ++m) {
-      workers_.emplace_back([this, m, pin = can_pin && opt_.pin_workers] {
-        if (pin) pin_this_thread(std::size_t(m));
-        worker_loop(m);
-      });
+    try {
+      workers_.reserve(std::size_t(threads - 1));
+      for (int m = 1; m < threads; ++m) {
+        workers_.emplace_back([this, m, pin = can_pin && opt_.pin_workers] {
+          if (pin) pin_this_thread(std::size_t(m));
+          worker_loop(m);
+        });
+      }
+    } catch (...) {
+      stop_workers();  // the workers already started: stop and join them, then report
+      throw;
     }
   }
   thread_team(const thread_team&) = delete;
   thread_team& operator=(const thread_team&) = delete;
-  ~thread_team() {
-    stop_.store(true, std::memory_order_relaxed);
-    epoch_.fetch_add(1, std::memory_order_release);
-    epoch_.notify_all();
-    for (auto& w : workers_) w.join();
-  }
+  ~thread_team() { stop_workers(); }
 
   /// Members in the team, the caller included.
   [[nodiscard]] int size() const noexcept { return size_; }
@@ -101,6 +101,13 @@ class thread_team {
   }
 
  private:
+  void stop_workers() noexcept {
+    stop_.store(true, std::memory_order_relaxed);
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
   static bool& inside_run() noexcept {
     thread_local bool inside = false;
     return inside;

@@ -5,7 +5,7 @@
 // broadcast; a stage taking a source (add(bias)) reads the elements of it
 // that line up with v's lanes. NaN propagates (relu(NaN), silu(NaN) and gelu(NaN) are NaN); the
 // infinities go to the functions' limits: relu(-inf) = 0, silu(+inf) = +inf,
-// silu(-inf) = -0.
+// silu(-inf) = gelu(-inf) = -0, gelu(+inf) = +inf.
 #pragma once
 
 #include <cstddef>
@@ -82,7 +82,8 @@ struct gelu {
     return map(v, [](auto x) {
       using B = decltype(x);
       const B inner = B(T(0.7978845608028654)) * xsimd::fma(B(T(0.044715)) * x, x * x, x);
-      return B(T(0.5)) * x * (B(T(1)) + xsimd::tanh(inner));
+      const B g = B(T(0.5)) * x * (B(T(1)) + xsimd::tanh(inner));
+      return xsimd::select(x == B(-std::numeric_limits<T>::infinity()), B(T(-0.0)), g);  // -inf x 0 would be NaN
     });
   }
 };

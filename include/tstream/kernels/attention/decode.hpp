@@ -18,8 +18,12 @@
 // the team; partial (m, l, acc) results merge in chunk order. So the output
 // is bitwise identical for any thread count.
 //
-// NaN and infinity: a NaN or infinity in q, K or V reaches the affected
-// heads' outputs as NaN. Positions outside the window are never read.
+// NaN and infinity follow IEEE arithmetic: a NaN in q, K or V makes the
+// affected heads' outputs NaN; an infinite logit of +inf gives NaN, one of
+// -inf just weighs 0; an infinite V gives +-inf (or NaN where infinities of
+// both signs meet). Values outside the attended positions never reach the
+// output (the fp32 V pass skips them; the bf16 pass masks them; int8 cannot
+// hold non-finite values).
 #pragma once
 
 #include <algorithm>
@@ -192,8 +196,13 @@ struct kv_format<bf16, M> {
     values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
       const S* row = v + g * dim * 2 + d0 * 2;  // 16 dims x (position even, position odd) per register
       if (d0 == 0) prefetch_lines(v + g * dim * 2, std::size_t(dim) * 4);
+      // A pair straddling [lo, hi) has a position outside it: zero that half,
+      // so a non-finite value there (outside a window, or stale past L)
+      // cannot turn 0 x inf into NaN.
+      const std::uint32_t keep = (2 * g >= lo ? 0x0000FFFFu : 0u) | (2 * g + 1 < hi ? 0xFFFF0000u : 0u);
+      const ibatch keep_mask(static_cast<std::int32_t>(keep));
       for (std::size_t c = 0; c < C; ++c) {
-        ibatch x = arch::load_lanes(row, c);
+        ibatch x = arch::load_lanes(row, c) & keep_mask;
         arch::keep_in_register(x);
         if constexpr (M == precision::fast) {
           for (std::size_t h = 0; h < H; ++h) o[h][c] = arch::dot_bf16_pairs(o[h][c], x, ibatch(std::int32_t(pt.packed[h][g])));
@@ -273,8 +282,8 @@ struct kv_format<std::int8_t, M> {
       }
       if constexpr (M == precision::fast) {
         // p' >= 0: u8 codes 0..255 of p' / scale.
-        const float inv = mx > 0 ? 255.f / mx : 0.f;
-        pt.scale[h] = mx / 255.f;
+        const float inv = inverse_scale(mx, 255.f);
+        pt.scale[h] = inv > 0 ? mx / 255.f : 0.f;
         auto* codes = reinterpret_cast<std::uint8_t*>(pt.packed[h]);  // little-endian: byte b of dword g is position 4g + b
         for (index_t i = 0; i < block; ++i) codes[i] = std::uint8_t(std::min(255.f, pt.p[h][i] * inv + 0.5f));
       }
@@ -417,7 +426,9 @@ class decode_plan {
                     " is not a finite non-negative number");
     chunks_ = (cache.capacity() + chunk - 1) / chunk;
     const std::size_t per = std::size_t(cache.head_dim()) + 2;  // acc, m, l
-    partial_ = aligned_buffer<float>(std::size_t(chunks_ * q_heads) * per);
+    partial_ = aligned_buffer<float>(detail::checked_mul(
+        detail::checked_mul(std::size_t(chunks_), std::size_t(q_heads), "decode_plan", "q_heads x chunks"), per,
+        "decode_plan", "the partial-result buffer"));
     if (fast()) {
       packed_q_ = aligned_buffer<std::uint32_t>(std::size_t(q_heads * cache.head_dim() / group));
       q_scale_ = aligned_buffer<float>(std::size_t(q_heads));
@@ -450,7 +461,8 @@ class decode_plan {
     const auto qa = reinterpret_cast<std::uintptr_t>(q.data()), oa = reinterpret_cast<std::uintptr_t>(out.data());
     detail::require(qa + q.size_bytes() <= oa || oa + out.size_bytes() <= qa, "attention_decode", "out overlaps q");
 
-    const auto [lo, hi] = range();
+    const auto span_range = range();
+    const index_t lo = span_range.first, hi = span_range.second;  // (captured below: no structured binding)
     const index_t c0 = lo / chunk, c1 = (hi + chunk - 1) / chunk;  // chunks touching [lo, hi)
     const index_t kvh = cache_->kv_heads(), group = q_heads_ / kvh, items = kvh * (c1 - c0);
     const float scale = (opt_.scale > 0.f ? opt_.scale : 1.f / std::sqrt(float(dim))) * 1.4426950408889634f;
@@ -518,10 +530,10 @@ class decode_plan {
           amax = std::max(amax, std::fabs(qh[d]));
         }
         const bool finite = poison == 0.f;
-        const float inv = finite && amax > 0 ? 127.f / amax : 0.f;
-        q_scale_[std::size_t(h)] = finite ? amax / 127.f : std::numeric_limits<float>::quiet_NaN();
+        const float inv = finite ? inverse_scale(amax, 127.f) : 0.f;
+        q_scale_[std::size_t(h)] = !finite ? std::numeric_limits<float>::quiet_NaN() : inv > 0 ? amax / 127.f : 0.f;
         auto* codes = reinterpret_cast<std::uint8_t*>(out);
-        for (index_t d = 0; d < dim; ++d) codes[d] = std::uint8_t(quantize_value(qh[d], inv) + 128);
+        for (index_t d = 0; d < dim; ++d) codes[d] = inv > 0 ? std::uint8_t(quantize_value(qh[d], inv) + 128) : 128;
       }
     }
   }

@@ -56,8 +56,9 @@ class kv_cache {
     detail::require(head_dim >= 16 && head_dim % 16 == 0 && head_dim <= 1024, "kv_cache", "head_dim = ", head_dim,
                     " is unsupported (a multiple of 16 up to 1024)");
     detail::require(capacity >= 1, "kv_cache", "capacity = ", capacity, " must be at least 1");
-    blocks_ = (capacity + block - 1) / block;
-    data_ = aligned_buffer<std::byte>(std::size_t(heads_ * blocks_) * block_bytes());
+    blocks_ = capacity / block + (capacity % block != 0);
+    const std::size_t n_blocks = detail::checked_mul(std::size_t(heads_), std::size_t(blocks_), "kv_cache", "kv_heads x capacity");
+    data_ = aligned_buffer<std::byte>(detail::checked_mul(n_blocks, block_bytes(), "kv_cache", "the cache's byte size"));
     std::memset(data_.data(), 0, data_.bytes());  // padding lanes read as zero, never NaN
   }
 
@@ -160,7 +161,7 @@ class kv_cache {
         return amax;
       };
       const float ka = scale_of(k), va = scale_of(v);
-      const float kinv = ka > 0 ? 127.f / ka : 0.f, vinv = va > 0 ? 127.f / va : 0.f;
+      const float kinv = inverse_scale(ka, 127.f), vinv = inverse_scale(va, 127.f);
       std::int32_t ksum = 0;
       for (index_t d = 0; d < dim_; ++d) {
         const std::int8_t code = quantize_value(k[d], kinv);
@@ -168,8 +169,8 @@ class kv_cache {
         ksum += code;
       }
       for (index_t d = 0; d < dim_; ++d) vb[value_index(p, d)] = quantize_value(v[d], vinv);
-      const_cast<float*>(key_scales(blk))[p] = ka / 127.f;
-      const_cast<float*>(value_scales(blk))[p] = va / 127.f;
+      const_cast<float*>(key_scales(blk))[p] = kinv > 0 ? ka / 127.f : 0.f;
+      const_cast<float*>(value_scales(blk))[p] = vinv > 0 ? va / 127.f : 0.f;
       const_cast<std::int32_t*>(key_sums(blk))[p] = ksum;
     } else {
       for (index_t d = 0; d < dim_; ++d) kt[key_index(d, p)] = encode(k[d]);

@@ -88,10 +88,13 @@ prepared<typename Policy::x_type> prepare(const float* x, index_t k, index_t kp,
       amax = std::max(amax, std::fabs(x[i]));
     }
     const bool finite = poison == 0.f;
-    const float inv = finite && amax > 0 ? 127.f / amax : 0.f;
-    p.x_scale = finite ? amax / 127.f : std::numeric_limits<float>::quiet_NaN();
+    const float inv = finite ? inverse_scale(amax, 127.f) : 0.f;
+    p.x_scale = !finite ? std::numeric_limits<float>::quiet_NaN() : inv > 0 ? amax / 127.f : 0.f;
     auto* codes = reinterpret_cast<std::uint8_t*>(work);  // little-endian: byte b of a dword is k = 4g + b
-    for (index_t i = 0; i < k; ++i) codes[i] = std::uint8_t(quantize_value(x[i], inv) + 128);
+    if (inv > 0)
+      for (index_t i = 0; i < k; ++i) codes[i] = std::uint8_t(quantize_value(x[i], inv) + 128);
+    else
+      for (index_t i = 0; i < k; ++i) codes[i] = 128;  // all zero (NaN scale when x is not finite)
     for (index_t i = k; i < kp; ++i) codes[i] = 128;
     p.main = work;
     p.main_groups = kp / 4;
@@ -230,6 +233,8 @@ void gemv(thread_team& team, const resident_weights<Wt>& w, std::span<const floa
           std::span<const float> bias, gemv_options opt = {}) {
   detail::require(index_t(bias.size()) == w.rows(), "gemv", "bias has ", bias.size(), " elements, W has N = ", w.rows());
   detail::require(bias.data() != nullptr || bias.empty(), "gemv", "bias is null");
+  detail::require(!detail::gemv::overlaps(bias.data(), bias.size_bytes(), y.data(), y.size_bytes()), "gemv",
+                  "bias overlaps y (for y = W x + y, copy y first)");
   gemv(team, w, x, y, vxm::add(mem::read(bias)), opt);
 }
 
