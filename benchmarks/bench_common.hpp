@@ -175,6 +175,13 @@ inline double set_rate(benchmark::State& state, const char* name, double work_pe
 /// for the rest of the run, measured at first use.
 double measure_read_bw(std::size_t bytes, int threads);
 
+/// The same measurement taken now, not cached (median of 5 repetitions):
+/// the reference to pair with a kernel timed just before or after it. DRAM
+/// bandwidth on the shared development VMs drifts by +-20% from one second
+/// to the next, so a reference cached minutes earlier can put a DRAM-bound
+/// kernel above 1.0 of it.
+double measure_read_bw_fresh(std::size_t bytes, int threads);
+
 /// The instruction each peak loop issues (24 independent zmm accumulators).
 enum class peak_type { f32, bf16, i8 };
 [[nodiscard]] constexpr const char* name(peak_type t) noexcept {
@@ -242,7 +249,7 @@ inline const float* source_weights(std::size_t count) {
 /// The GEMV counters, from the loop's wall-clock `seconds` (timed_loop):
 /// bytes_per_second (weight bytes per call), FLOP/s (2*N*K per call),
 /// frac_of_bw (bytes_per_second over `ref_bw`, the read bandwidth at the
-/// footprint this benchmark reads, see gemv_reference_bw) and read_bw (that
+/// footprint this benchmark reads, from gemv_reference_bw) and read_bw (that
 /// reference, B/s).
 inline void set_gemv_counters(benchmark::State& state, gemv_shape s, wtype t, double seconds, double ref_bw) {
   const double bps = set_rate(state, "bytes_per_second", double(weight_bytes(s, t)), seconds);
@@ -252,9 +259,13 @@ inline void set_gemv_counters(benchmark::State& state, gemv_shape s, wtype t, do
 }
 
 /// The reference for frac_of_bw: read bandwidth at the weight footprint
-/// (warm), or at the whole rotation (`copies` x weight bytes, cold).
+/// (warm), or at the whole rotation (`copies` x weight bytes, cold),
+/// measured now (measure_read_bw_fresh): call it right before or after the
+/// timing loop, while no other thread pool is spinning. With --benchmark_repetitions=N every repetition pairs its own
+/// kernel time with its own reference (A B A B ...), and the _median row is
+/// the robust figure.
 [[nodiscard]] inline double gemv_reference_bw(gemv_shape s, wtype t, int threads, std::size_t copies = 1) {
-  return measure_read_bw(weight_bytes(s, t) * copies, threads);
+  return measure_read_bw_fresh(weight_bytes(s, t) * copies, threads);
 }
 
 /// Settings shared by the GEMV families (no UseRealTime/MinTime: see

@@ -202,6 +202,7 @@ std::shared_ptr<eigen_bf16_fixture> make_eigen_bf16(gemv_shape s, std::size_t co
 void BM_gemv_eigen(benchmark::State& state, const std::string& key, gemv_shape s, wtype t, int threads,
                    std::size_t copies) {
 #if defined(TSTREAM_BENCH_HAVE_EIGEN)
+  // Before the peer runs: its pool may spin for a while after its last call.
   const double ref = gemv_reference_bw(s, t, threads, copies);
   const std::size_t stride = s.n * s.k;
   std::size_t c = 0;
@@ -240,6 +241,7 @@ void BM_gemv_eigen(benchmark::State& state, const std::string& key, gemv_shape s
 void BM_gemv_openblas(benchmark::State& state, const std::string& key, gemv_shape s, wtype t, int threads,
                       std::size_t copies) {
 #if defined(TSTREAM_BENCH_HAVE_OPENBLAS)
+  // Before the peer runs: its pool may spin for a while after its last call.
   const double ref = gemv_reference_bw(s, t, threads, copies);
   auto& f = reuse_fixture<plain_fixture>(key, [&] { return make_plain(s, t, copies); });
   openblas_set_num_threads(threads);
@@ -338,6 +340,7 @@ std::shared_ptr<onednn_fixture> make_onednn(gemv_shape s, wtype t, std::size_t c
 void BM_gemv_onednn(benchmark::State& state, const std::string& key, gemv_shape s, wtype t, int threads,
                     std::size_t copies) {
 #if defined(TSTREAM_BENCH_HAVE_ONEDNN)
+  // Before the peer runs: its pool may spin for a while after its last call.
   const double ref = gemv_reference_bw(s, t, threads, copies);
   omp_set_num_threads(threads);
   onednn_fixture* f = nullptr;

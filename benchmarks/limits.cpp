@@ -323,19 +323,43 @@ std::mutex cache_mutex;
 
 }  // namespace
 
+namespace {
+
+// The reference measurements' buffer: one process-wide array, grown to the
+// largest footprint asked for and filled once; a footprint is its prefix.
+const float* reference_buffer(std::size_t floats) {
+  static tstream::aligned_buffer<float> buf;
+  if (buf.size() < floats) {
+    buf = tstream::aligned_buffer<float>();
+    buf = make_read_buffer(floats * sizeof(float));
+  }
+  return buf.data();
+}
+
+double read_bw_now(std::size_t bytes, int threads, int reps) {
+  const std::size_t n = bytes / sizeof(float);
+  const float* p = reference_buffer(n);
+  const std::size_t passes = passes_for(bytes);
+  pinned_team pt(threads);
+  read_run(pt.team, p, n, passes);  // warm
+  return median_rate(double(n * sizeof(float) * passes), reps, [&] { read_run(pt.team, p, n, passes); });
+}
+
+}  // namespace
+
 double measure_read_bw(std::size_t bytes, int threads) {
   static std::map<std::pair<std::size_t, int>, double> cache;
   std::lock_guard<std::mutex> lock(cache_mutex);
   const auto key = std::make_pair(bytes, threads);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
-  const auto buf = make_read_buffer(bytes);
-  const std::size_t passes = passes_for(bytes);
-  pinned_team pt(threads);
-  read_run(pt.team, buf.data(), buf.size(), passes);
-  const double bw = median_rate(double(buf.bytes() * passes), 9,
-                                [&] { read_run(pt.team, buf.data(), buf.size(), passes); });
+  const double bw = read_bw_now(bytes, threads, 9);
   cache.emplace(key, bw);
   return bw;
+}
+
+double measure_read_bw_fresh(std::size_t bytes, int threads) {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  return read_bw_now(bytes, threads, 5);
 }
 
 double measure_peak_flops(peak_type type, int threads) {
