@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
       "caches", "L1d " + std::to_string(c.l1d >> 10) + " KiB, L2 " + std::to_string(c.l2 >> 10) + " KiB, L3 " +
                     std::to_string(c.l3 >> 20) + " MiB shared by " + std::to_string(c.l3_shared_by) + " (" +
                     c.source + ")");
-  benchmark::AddCustomContext("rates", "decimal: bytes_per_second 1G/s = 1e9 B/s; frac_of_bw against BM_read_bw "
-                                       "at the same footprint and threads, measured in this run");
+  benchmark::AddCustomContext("rates", "decimal: bytes_per_second 1G/s = 1e9 B/s; frac_of_bw against the BM_read_bw "
+                                       "kernel at the same footprint and threads, measured next to each benchmark");
   add_peer_context();
 
   register_limits();
