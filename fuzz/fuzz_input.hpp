@@ -13,6 +13,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <memory>
+
+#include "tstream/runtime/thread_team.hpp"
 
 namespace fz {
 
@@ -99,5 +102,18 @@ inline double to_bf16(float f) {
 inline constexpr double u32 = 1.0 / 16777216.0;  // 2^-24, fp32 unit roundoff
 inline constexpr double flt_min = 1.17549435e-38;
 inline constexpr double flt_max = 3.40282347e38;
+
+/// Teams of 1..4 members, made once per fuzzer process (unpinned, short
+/// spins: a fuzzer runs millions of small calls next to other fuzzers).
+inline tstream::thread_team& team_of(int t) {
+  static std::unique_ptr<tstream::thread_team> teams[4];
+  if (!teams[t - 1]) {
+    tstream::team_options o;
+    o.pin_workers = false;
+    o.spin_iterations = 256;
+    teams[t - 1] = std::make_unique<tstream::thread_team>(t, o);
+  }
+  return *teams[t - 1];
+}
 
 }  // namespace fz

@@ -32,16 +32,7 @@ using tstream::precision;
 
 namespace {
 
-tstream::thread_team& team_of(int t) {
-  static std::unique_ptr<tstream::thread_team> teams[4];
-  if (!teams[t - 1]) {
-    tstream::team_options o;
-    o.pin_workers = false;
-    o.spin_iterations = 256;
-    teams[t - 1] = std::make_unique<tstream::thread_team>(t, o);
-  }
-  return *teams[t - 1];
-}
+using fz::team_of;
 
 constexpr float guard = -12345.f;
 constexpr index_t guard_len = 37;

@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "reliability/common.hpp"
 #include "tstream/kernels/gemv/gemv.hpp"
 
 using tstream::bf16;
@@ -31,13 +32,7 @@ inline float ref_fma(float a, float b, float c) {
 struct shape { index_t n, k; };
 const shape awkward_shapes[] = {{1, 1}, {7, 5}, {1, 4097}, {33, 3}, {319, 321}, {320, 320}, {321, 4097}, {700, 67}};
 
-std::vector<float> random_vector(std::size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(gen);
-  return v;
-}
+using rel::random_vector;
 
 // Weights as the kernel sees them, dequantized, and the kernel's exact arithmetic.
 struct reference {

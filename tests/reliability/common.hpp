@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -11,6 +12,9 @@
 #include "tstream/core/error.hpp"
 
 namespace rel {
+
+inline constexpr float inf = std::numeric_limits<float>::infinity();
+inline constexpr float qnan = std::numeric_limits<float>::quiet_NaN();
 
 /// The message of the tstream::error f throws, "no error" if it returns, or
 /// "other exception: ..." for any other exception.

@@ -26,8 +26,8 @@ using tstream::precision;
 using tstream::resident_weights;
 
 namespace {
-constexpr float inf = std::numeric_limits<float>::infinity();
-constexpr float qnan = std::numeric_limits<float>::quiet_NaN();
+using rel::inf;
+using rel::qnan;
 }  // namespace
 
 // ------------------------------------------------------------ bf16 rounding
