@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
+#include "tstream/arch/simd.hpp"
 #include "tstream/core/bf16.hpp"
 
 using tstream::bf16;
@@ -40,4 +42,30 @@ TEST_CASE("bf16: NaN stays NaN, infinities stay infinite, overflow rounds to inf
   CHECK(float(bf16(std::numeric_limits<float>::infinity())) == std::numeric_limits<float>::infinity());
   CHECK(float(bf16(-std::numeric_limits<float>::infinity())) == -std::numeric_limits<float>::infinity());
   CHECK(std::isinf(float(bf16(std::numeric_limits<float>::max()))));
+}
+
+TEST_CASE("bf16: the vector rounding (arch::to_bf16_bits) gives bf16::from_float's bits, lane by lane") {
+  using fb = tstream::arch::batch<float>;
+  using ib = tstream::arch::batch<std::int32_t>;
+  constexpr std::size_t W = fb::size;
+  // Ordinary values, ties, denormals, zeros, infinities and NaNs of both signs.
+  std::vector<std::uint32_t> bits = {0u, 0x80000000u, 1u, 0x00008000u, 0x00018000u, 0x3F808000u, 0x3F818000u,
+                                     0x7F7FFFFFu, 0x7F800000u, 0xFF800000u, 0x7F800001u, 0xFFC00000u, 0x7FFFFFFFu};
+  for (std::uint32_t u = 0; u < 0xFFFF0000u; u += 0x0012345Fu) bits.push_back(u);
+  while (bits.size() % W) bits.push_back(0x3F800000u);
+  for (std::size_t i = 0; i < bits.size(); i += W) {
+    alignas(64) float in[W];
+    alignas(64) std::uint16_t out[W];
+    for (std::size_t j = 0; j < W; ++j) in[j] = std::bit_cast<float>(bits[i + j]);
+    tstream::arch::store_low_halves(out, tstream::arch::to_bf16_bits(fb::load_aligned(in)));
+    for (std::size_t j = 0; j < W; ++j) REQUIRE(out[j] == bf16::from_float(in[j]));
+  }
+  // store_low_bytes keeps the low byte of every lane.
+  alignas(64) std::int32_t lanes[W];
+  alignas(64) std::uint8_t bytes[W + 1];
+  bytes[W] = 0xA5;  // a guard: nothing past W is written
+  for (std::size_t j = 0; j < W; ++j) lanes[j] = std::int32_t(j * 37 + 0x1200);
+  tstream::arch::store_low_bytes(bytes, ib::load_aligned(lanes));
+  for (std::size_t j = 0; j < W; ++j) CHECK(bytes[j] == std::uint8_t(j * 37 + 0x1200));
+  CHECK(bytes[W] == 0xA5);
 }

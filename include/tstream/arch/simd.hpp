@@ -28,38 +28,62 @@ using batch = xsimd::batch<T, Arch>;
 template <class T, class Arch = native>
 inline constexpr std::size_t width = batch<T, Arch>::size;
 
-/// Loads the first n (< width) elements at p, zero-filling the rest; reads
+#if defined(__AVX2__)
+/// All-ones in the 32-bit lanes i < n of a ymm register (AVX2 masked loads).
+[[nodiscard]] inline __m256i avx2_lane_mask(std::size_t n) noexcept {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n < 8 ? n : 8)), iota);
+}
+#endif
+
+/// Loads the first min(n, width) elements at p, zero-filling the rest; reads
 /// nothing past p + n, so a tail at the end of a page is safe.
 template <class T, class Arch = native>
 [[nodiscard]] inline batch<T, Arch> load_partial(const T* p, std::size_t n) noexcept {
   constexpr std::size_t W = width<T, Arch>;
-  if (n >= W) return batch<T, Arch>::load_unaligned(p);
 #if defined(__AVX512F__)
+  // Masked even when n >= W: an unmasked full load on a path the compiler
+  // sees as reachable draws -Warray-bounds on short arrays.
   if constexpr (std::is_same_v<Arch, xsimd::avx512bw> || std::is_same_v<Arch, xsimd::avx512dq> ||
                 std::is_same_v<Arch, xsimd::avx512cd> || std::is_same_v<Arch, xsimd::avx512f>) {
-    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    const __mmask16 m = n >= W ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
     if constexpr (std::is_same_v<T, float>) return batch<T, Arch>(_mm512_maskz_loadu_ps(m, p));
     if constexpr (std::is_same_v<T, std::int32_t>) return batch<T, Arch>(_mm512_maskz_loadu_epi32(m, p));
   }
 #endif
+#if defined(__AVX2__)
+  if constexpr (W == 8 && sizeof(T) == 4) {
+    const __m256i m = avx2_lane_mask(n);
+    if constexpr (std::is_same_v<T, float>) return batch<T, Arch>(_mm256_maskload_ps(p, m));
+    if constexpr (std::is_same_v<T, std::int32_t>) return batch<T, Arch>(_mm256_maskload_epi32(reinterpret_cast<const int*>(p), m));
+  }
+#endif
+  if (n >= W) return batch<T, Arch>::load_unaligned(p);
   alignas(64) T tmp[W] = {};
   if (n) std::memcpy(tmp, p, n * sizeof(T));
   return batch<T, Arch>::load_aligned(tmp);
 }
 
-/// Stores the first n (< width) lanes of v to p; writes nothing past p + n.
+/// Stores the first min(n, width) lanes of v to p; writes nothing past p + n.
 template <class T, class Arch = native>
 inline void store_partial(T* p, const batch<T, Arch>& v, std::size_t n) noexcept {
   constexpr std::size_t W = width<T, Arch>;
-  if (n >= W) { v.store_unaligned(p); return; }
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<Arch, xsimd::avx512bw> || std::is_same_v<Arch, xsimd::avx512dq> ||
                 std::is_same_v<Arch, xsimd::avx512cd> || std::is_same_v<Arch, xsimd::avx512f>) {
-    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+    const __mmask16 m = n >= W ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
     if constexpr (std::is_same_v<T, float>) { _mm512_mask_storeu_ps(p, m, v); return; }
     if constexpr (std::is_same_v<T, std::int32_t>) { _mm512_mask_storeu_epi32(p, m, v); return; }
   }
 #endif
+#if defined(__AVX2__)
+  if constexpr (W == 8 && sizeof(T) == 4) {
+    const __m256i m = avx2_lane_mask(n);
+    if constexpr (std::is_same_v<T, float>) { _mm256_maskstore_ps(p, m, v); return; }
+    if constexpr (std::is_same_v<T, std::int32_t>) { _mm256_maskstore_epi32(reinterpret_cast<int*>(p), m, v); return; }
+  }
+#endif
+  if (n >= W) { v.store_unaligned(p); return; }
   alignas(64) T tmp[W];
   v.store_aligned(tmp);
   if (n) std::memcpy(p, tmp, n * sizeof(T));
@@ -108,6 +132,49 @@ template <class Arch>
 template <class Arch>
 [[nodiscard]] inline batch<float, Arch> high_bf16(const batch<std::int32_t, Arch>& v) noexcept {
   return xsimd::bitwise_cast<batch<float, Arch>>(v & batch<std::int32_t, Arch>(static_cast<std::int32_t>(0xFFFF0000u)));
+}
+
+/// Every lane of v rounded to bf16 (nearest even; NaN kept as a quiet NaN),
+/// the 16 bits in the low half of each 32-bit lane: bf16::from_float, lane-wise.
+template <class Arch>
+[[nodiscard]] inline batch<std::int32_t, Arch> to_bf16_bits(const batch<float, Arch>& v) noexcept {
+  using ib = batch<std::int32_t, Arch>;
+  const ib u = xsimd::bitwise_cast<ib>(v);
+  const ib hi = xsimd::bitwise_cast<ib>(xsimd::bitwise_cast<batch<std::uint32_t, Arch>>(u) >> 16);
+  const ib rounded = xsimd::bitwise_cast<ib>(
+      xsimd::bitwise_cast<batch<std::uint32_t, Arch>>(u + ib(0x7FFF) + (hi & ib(1))) >> 16);
+  const auto nan = (u & ib(0x7FFFFFFF)) > ib(0x7F800000);
+  return xsimd::select(nan, hi | ib(0x40), rounded);
+}
+
+/// Stores the low 16 bits of each 32-bit lane of v at p (W values).
+template <class Arch>
+inline void store_low_halves(std::uint16_t* p, const batch<std::int32_t, Arch>& v) noexcept {
+  constexpr std::size_t W = width<std::int32_t, Arch>;
+#if defined(__AVX512F__)
+  if constexpr (W == 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(v));
+    return;
+  }
+#endif
+  alignas(64) std::int32_t tmp[W];
+  v.store_aligned(tmp);
+  for (std::size_t i = 0; i < W; ++i) p[i] = static_cast<std::uint16_t>(tmp[i]);
+}
+
+/// Stores the low byte of each 32-bit lane of v at p (W values).
+template <class Arch>
+inline void store_low_bytes(std::uint8_t* p, const batch<std::int32_t, Arch>& v) noexcept {
+  constexpr std::size_t W = width<std::int32_t, Arch>;
+#if defined(__AVX512F__)
+  if constexpr (W == 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v));
+    return;
+  }
+#endif
+  alignas(64) std::int32_t tmp[W];
+  v.store_aligned(tmp);
+  for (std::size_t i = 0; i < W; ++i) p[i] = static_cast<std::uint8_t>(tmp[i]);
 }
 
 /// W consecutive bf16 (as raw 16-bit patterns) widened to fp32, exactly.

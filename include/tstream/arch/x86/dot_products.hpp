@@ -36,7 +36,18 @@ inline constexpr bool have_vnni_dot =
 [[nodiscard]] inline batch<float> dot_bf16_pairs(const batch<float>& acc, const batch<std::int32_t>& a,
                                                  const batch<std::int32_t>& b) noexcept {
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
-  if constexpr (have_bf16_dot) return batch<float>(_mm512_dpbf16_ps(acc, (__m512bh)(__m512i)a, (__m512bh)(__m512i)b));
+  if constexpr (have_bf16_dot) {
+#if defined(__GNUC__) || defined(__clang__)
+    // In-place asm: with the intrinsic, GCC 12 copies every accumulator of
+    // a 16-register tile to a fresh register and back around each
+    // instruction, tripling the uops of the attention kernels.
+    __m512 r = acc;
+    __asm__("vdpbf16ps %2, %1, %0" : "+v"(r) : "v"(__m512i(a)), "vm"(__m512i(b)));
+    return batch<float>(r);
+#else
+    return batch<float>(_mm512_dpbf16_ps(acc, (__m512bh)(__m512i)a, (__m512bh)(__m512i)b));
+#endif
+  }
 #endif
   const batch<float> odd = arch::fma(high_bf16(a), high_bf16(b), acc);
   return arch::fma(low_bf16(a), low_bf16(b), odd);
@@ -47,7 +58,15 @@ inline constexpr bool have_vnni_dot =
 [[nodiscard]] inline batch<std::int32_t> dot_u8s8_quads(const batch<std::int32_t>& acc, const batch<std::int32_t>& a,
                                                         const batch<std::int32_t>& b) noexcept {
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
-  if constexpr (have_vnni_dot) return batch<std::int32_t>(_mm512_dpbusd_epi32(acc, a, b));
+  if constexpr (have_vnni_dot) {
+#if defined(__GNUC__) || defined(__clang__)
+    __m512i r = acc;  // in-place asm, as for vdpbf16ps above
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(__m512i(a)), "vm"(__m512i(b)));
+    return batch<std::int32_t>(r);
+#else
+    return batch<std::int32_t>(_mm512_dpbusd_epi32(acc, a, b));
+#endif
+  }
 #endif
   using ib = batch<std::int32_t>;
   const ib m(0xFF);

@@ -67,13 +67,19 @@ inline constexpr std::size_t R = std::size_t(block) / W;  // registers per row o
 static_assert(std::size_t(block) % W == 0, "a block of positions must be whole registers");
 // Query heads per tile: 4 x 4 score registers on AVX-512 (16 of 32).
 inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(arch::accumulator_registers / R, 1, 4);
-// Registers of head_dim per PV pass: heads_per_tile x this accumulators.
-inline constexpr std::size_t dim_regs = arch::accumulator_registers >= 16 ? 4 : 2;
+// Registers of head_dim per PV pass (one V slice): heads_per_tile x this
+// accumulators (16 of 20 on AVX-512, 8 of 12 on AVX2).
+inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
+// Software prefetch into L2, 8 KiB ahead of the stream. Measured from DRAM
+// (h32_kv8_d128, L = 16384, 1 thread, fp32): no prefetch 0.54 of the read
+// bandwidth, into L1 0.54, into L2 0.65 (0.83 with V cut into slices); the
+// kernel issues several FMAs per loaded line, which limits how many demand
+// misses it keeps in flight, so the lines must already be on their way.
 inline constexpr std::size_t prefetch_distance = 8192;  // bytes ahead of the stream
 
 inline void prefetch_lines(const void* p, std::size_t bytes) noexcept {
   const char* c = static_cast<const char*>(p) + prefetch_distance;
-  for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l1(c + off);
+  for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(c + off);
 }
 
 // The query heads of one tile, as each format wants them.
@@ -83,11 +89,14 @@ struct query_tile {
   const float* scale;          // int8 fast: per head, q ~= scale * (code)
 };
 
-// The probabilities of one block for a tile, as the values step wants them.
+// The probabilities of one block for a tile, as the values step wants them,
+// with the rescale of the running sums that goes before them.
 struct prob_tile {
   alignas(64) float p[4][block];          // exact: 2^(logit - m), times the V scale for int8
   alignas(64) std::uint32_t packed[4][block / 2];  // fast: bf16 pairs or u8 quads
   float scale[4];                         // int8 fast: p ~= scale * (code)
+  float alpha[4];                         // acc = alpha acc + p V
+  index_t lo, hi;                         // the block's attended positions
 };
 
 // A KV format: how a block's K^T meets the queries and its V the
@@ -135,13 +144,13 @@ struct kv_format<float, M> {
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<float>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
                      const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
-    const index_t dim = kc.head_dim();
-    const float* v = kc.values(blk);
+    const index_t ws = kc.slice_width(d0);
+    const float* v = kc.values(blk) + d0 * block;  // this slice: [position][ws]
     values_pass<H, C>(lo, hi, d0, alpha, acc, [&](index_t pos, fbatch(&o)[H][C]) {
-      if (d0 == 0) prefetch_lines(v + pos * dim, std::size_t(dim) * 4);
+      prefetch_lines(v + pos * ws, std::size_t(ws) * 4);
       fbatch x[C];
       for (std::size_t c = 0; c < C; ++c) {
-        x[c] = fbatch::load_unaligned(v + pos * dim + d0 + index_t(c * W));
+        x[c] = fbatch::load_unaligned(v + pos * ws + index_t(c * W));
         arch::keep_in_register(x[c]);
       }
       for (std::size_t h = 0; h < H; ++h) {
@@ -182,20 +191,21 @@ struct kv_format<bf16, M> {
   }
   template <std::size_t H>
   static void probs(const kv_cache<bf16>&, const std::byte*, prob_tile& pt) noexcept {
+    // Positions 2g and 2g + 1 as the low and high half of dword g.
     if constexpr (M == precision::fast)
       for (std::size_t h = 0; h < H; ++h)
-        for (index_t g = 0; g < block / 2; ++g)
-          pt.packed[h][g] = std::uint32_t(bf16::from_float(pt.p[h][2 * g])) |
-                            (std::uint32_t(bf16::from_float(pt.p[h][2 * g + 1])) << 16);
+        for (std::size_t r = 0; r < R; ++r)
+          arch::store_low_halves(reinterpret_cast<std::uint16_t*>(pt.packed[h]) + r * W,
+                                 arch::to_bf16_bits(fbatch::load_aligned(&pt.p[h][r * W])));
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<bf16>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
                      const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
-    const index_t dim = kc.head_dim();
-    const S* v = kc.values(blk);
+    const index_t ws = kc.slice_width(d0);
+    const S* v = kc.values(blk) + d0 * block;  // this slice: [position / 2][ws][2]
     values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
-      const S* row = v + g * dim * 2 + d0 * 2;  // 16 dims x (position even, position odd) per register
-      if (d0 == 0) prefetch_lines(v + g * dim * 2, std::size_t(dim) * 4);
+      const S* row = v + g * ws * 2;  // 16 dims x (position even, position odd) per register
+      prefetch_lines(row, std::size_t(ws) * 4);
       // A pair straddling [lo, hi) has a position outside it: zero that half,
       // so a non-finite value there (outside a window, or stale past L)
       // cannot turn 0 x inf into NaN.
@@ -275,33 +285,38 @@ struct kv_format<std::int8_t, M> {
   static void probs(const kv_cache<std::int8_t>& kc, const std::byte* blk, prob_tile& pt) noexcept {
     const float* vs = kc.value_scales(blk);
     for (std::size_t h = 0; h < H; ++h) {
-      float mx = 0;
-      for (index_t i = 0; i < block; ++i) {
-        pt.p[h][i] *= vs[i];  // fold the V scale into the probability
-        mx = std::max(mx, pt.p[h][i]);
+      fbatch mx(0.f);  // p' >= 0; a NaN p' is skipped here (as std::max would)
+      for (std::size_t r = 0; r < R; ++r) {
+        const fbatch p = fbatch::load_aligned(&pt.p[h][r * W]) * fbatch::load_unaligned(vs + r * W);
+        p.store_aligned(&pt.p[h][r * W]);  // fold the V scale into the probability
+        mx = xsimd::select(p > mx, p, mx);
       }
       if constexpr (M == precision::fast) {
-        // p' >= 0: u8 codes 0..255 of p' / scale.
-        const float inv = inverse_scale(mx, 255.f);
-        pt.scale[h] = inv > 0 ? mx / 255.f : 0.f;
+        // u8 codes 0..255 of p' / scale, rounded half up (a NaN p' gives 255).
+        const float top = arch::reduce_max(mx);
+        const float inv = inverse_scale(top, 255.f);
+        pt.scale[h] = inv > 0 ? top / 255.f : 0.f;
         auto* codes = reinterpret_cast<std::uint8_t*>(pt.packed[h]);  // little-endian: byte b of dword g is position 4g + b
-        for (index_t i = 0; i < block; ++i) codes[i] = std::uint8_t(std::min(255.f, pt.p[h][i] * inv + 0.5f));
+        for (std::size_t r = 0; r < R; ++r) {
+          const fbatch x = fbatch::load_aligned(&pt.p[h][r * W]) * fbatch(inv) + fbatch(0.5f);
+          arch::store_low_bytes(codes + r * W, xsimd::to_int(xsimd::select(x < fbatch(255.f), x, fbatch(255.f))));
+        }
       }
     }
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<std::int8_t>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
                      const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
-    const index_t dim = kc.head_dim();
-    const S* v = kc.values(blk);
+    const index_t ws = kc.slice_width(d0);
+    const S* v = kc.values(blk) + d0 * block;  // this slice: [position / 4][ws][4]
     const index_t g0 = lo / 4, g1 = (hi + 3) / 4;
     if constexpr (M == precision::fast) {
       ibatch oi[H][C];
       for (std::size_t h = 0; h < H; ++h)
         for (std::size_t c = 0; c < C; ++c) oi[h][c] = ibatch(0);
       for (index_t g = g0; g < g1; ++g) {
-        const S* row = v + g * dim * 4 + d0 * 4;  // 16 dims x 4 positions per register
-        if (d0 == 0) prefetch_lines(v + g * dim * 4, std::size_t(dim) * 4);
+        const S* row = v + g * ws * 4;  // 16 dims x 4 positions per register
+        prefetch_lines(row, std::size_t(ws) * 4);
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
@@ -316,8 +331,8 @@ struct kv_format<std::int8_t, M> {
         }
     } else {
       values_pass<H, C>(g0, g1, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
-        const S* row = v + g * dim * 4 + d0 * 4;
-        if (d0 == 0) prefetch_lines(v + g * dim * 4, std::size_t(dim) * 4);
+        const S* row = v + g * ws * 4;
+        prefetch_lines(row, std::size_t(ws) * 4);
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
@@ -336,18 +351,19 @@ struct kv_format<std::int8_t, M> {
   }
 };
 
-// acc over all of head_dim, in passes of dim_regs registers (then the rest).
+// acc over all of head_dim, one pass per V slice (the last may be narrower).
 template <class F, std::size_t H, kv_type T>
 inline void values_all(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t hi, const prob_tile& pt,
                        const float* alpha, float* const* acc) noexcept {
   const index_t dim = kc.head_dim();
   constexpr index_t step = index_t(dim_regs * W);
+  static_assert(step == kv_cache<T>::value_slice, "one values pass covers one V slice");
   index_t d0 = 0;
   for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, blk, lo, hi, d0, pt, alpha, acc);
-  const index_t rest = (dim - d0) / index_t(W);  // head_dim is a multiple of 16, so of W
-  if constexpr (dim_regs > 1) if (rest == 1) F::template values<H, 1>(kc, blk, lo, hi, d0, pt, alpha, acc);
-  if constexpr (dim_regs > 2) if (rest == 2) F::template values<H, 2>(kc, blk, lo, hi, d0, pt, alpha, acc);
-  if constexpr (dim_regs > 3) if (rest == 3) F::template values<H, 3>(kc, blk, lo, hi, d0, pt, alpha, acc);
+  const std::size_t rest = std::size_t(dim - d0) / W;  // head_dim is a multiple of 16, so of W
+  [&]<std::size_t... C>(std::index_sequence<C...>) {
+    ((rest == C + 1 ? F::template values<H, C + 1>(kc, blk, lo, hi, d0, pt, alpha, acc) : void()), ...);
+  }(std::make_index_sequence<dim_regs - 1>{});
 }
 
 // The running state of one query head over one chunk.
@@ -357,24 +373,23 @@ struct head_state {
   float* acc; // head_dim running sum of 2^(logit - m) v
 };
 
-// One block, H query heads (a tile): scores (MXM), online softmax (VXM),
-// values (MXM).
+// Scores (MXM) and online softmax (VXM) of one block for H query heads (a
+// tile): fills pt and updates each head's running max and sum.
 template <kv_type T, precision M, std::size_t H>
-void block_step(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t hi, const query_tile& qt, float c,
-                head_state* st) noexcept {
+void softmax_step(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t hi, const query_tile& qt, float c,
+                  head_state* st, prob_tile& pt) noexcept {
   using F = kv_format<T, M>;
   fbatch s[H][R];
   for (std::size_t h = 0; h < H; ++h)
     for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
   F::template scores<H>(kc, blk, qt, s);
 
-  prob_tile pt;
-  float alpha[H];
-  float* accs[H];
   alignas(64) float lane_pos[W];
   for (std::size_t i = 0; i < W; ++i) lane_pos[i] = float(i);
   const fbatch iota = fbatch::load_aligned(lane_pos);
   const fbatch neg_inf(-std::numeric_limits<float>::infinity());
+  pt.lo = lo;
+  pt.hi = hi;
   for (std::size_t h = 0; h < H; ++h) {
     // Base-2 logits, masked outside [lo, hi).
     fbatch t[R];
@@ -388,19 +403,37 @@ void block_step(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t
     // Invariant: st.m is the max so far; m_new >= st.m, so alpha <= 1 and
     // every 2^(t - m_new) <= 1: no overflow whatever the logits.
     const float m_new = std::max(st[h].m, arch::reduce_max(mx));
-    alpha[h] = st[h].m == m_new ? 1.f : tstream::exp2(fbatch(st[h].m - m_new)).get(0);
+    pt.alpha[h] = st[h].m == m_new ? 1.f : tstream::exp2(fbatch(st[h].m - m_new)).get(0);
     fbatch sum(0.f);
     for (std::size_t r = 0; r < R; ++r) {
       const fbatch e = tstream::exp2(t[r] - fbatch(m_new));  // exactly 0 where masked
       sum += e;
       e.store_aligned(&pt.p[h][r * W]);
     }
-    st[h].l = st[h].l * alpha[h] + xsimd::hadd(sum);
+    st[h].l = st[h].l * pt.alpha[h] + xsimd::hadd(sum);
     st[h].m = m_new;
-    accs[h] = st[h].acc;
   }
   F::template probs<H>(kc, blk, pt);
-  values_all<F, H>(kc, blk, lo, hi, pt, alpha, accs);
+}
+
+// Positions [plo, phi) of KV head kvh for one tile of H query heads, block
+// by block, each block's K^T then V: the order they lie in memory, so the
+// stream is sequential. (Issuing block b + 1's scores before block b's
+// values pass overlaps the softmax's dependency chain and is 10% faster from
+// L2, but breaks the sequential stream and was 20-35% slower from DRAM.)
+template <kv_type T, precision M, std::size_t H>
+void run_blocks(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, const query_tile& qt, float c,
+                head_state* st) noexcept {
+  using F = kv_format<T, M>;
+  float* accs[H];
+  for (std::size_t h = 0; h < H; ++h) accs[h] = st[h].acc;
+  prob_tile pt;
+  for (index_t b = plo / block; b * block < phi; ++b) {
+    const std::byte* blk = kc.block_data(kvh, b);
+    softmax_step<T, M, H>(kc, blk, std::max<index_t>(plo - b * block, 0), std::min<index_t>(phi - b * block, block), qt,
+                          c, st, pt);
+    values_all<F, H>(kc, blk, pt.lo, pt.hi, pt, pt.alpha, accs);
+  }
 }
 
 }  // namespace detail::attn
@@ -553,15 +586,11 @@ class decode_plan {
     }
     const query_tile qt{q + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
                         fast() ? q_scale_.data() + hq0 : nullptr};
-    for (index_t b = plo / block; b * block < phi; ++b) {
-      const index_t lo = std::max<index_t>(plo - b * block, 0), hi = std::min<index_t>(phi - b * block, block);
-      const std::byte* blk = cache_->block_data(h, b);
-      switch (n) {
-        case 1: block_step<T, M, 1>(*cache_, blk, lo, hi, qt, scale, st); break;
-        case 2: if constexpr (heads_per_tile >= 2) block_step<T, M, 2>(*cache_, blk, lo, hi, qt, scale, st); break;
-        case 3: if constexpr (heads_per_tile >= 3) block_step<T, M, 3>(*cache_, blk, lo, hi, qt, scale, st); break;
-        default: if constexpr (heads_per_tile >= 4) block_step<T, M, heads_per_tile>(*cache_, blk, lo, hi, qt, scale, st); break;
-      }
+    switch (n) {
+      case 1: run_blocks<T, M, 1>(*cache_, h, plo, phi, qt, scale, st); break;
+      case 2: if constexpr (heads_per_tile >= 2) run_blocks<T, M, 2>(*cache_, h, plo, phi, qt, scale, st); break;
+      case 3: if constexpr (heads_per_tile >= 3) run_blocks<T, M, 3>(*cache_, h, plo, phi, qt, scale, st); break;
+      default: if constexpr (heads_per_tile >= 4) run_blocks<T, M, heads_per_tile>(*cache_, h, plo, phi, qt, scale, st); break;
     }
     for (index_t i = 0; i < n; ++i) {
       out[std::size_t(i) * per + std::size_t(dim)] = st[i].m;

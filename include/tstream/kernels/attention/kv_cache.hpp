@@ -6,13 +6,16 @@
 // Elements are grouped as the dot-product instructions consume them (G = 1
 // for fp32, 2 for bf16, 4 for int8): K^T keeps G consecutive dims of one
 // position together, [d / G][position][d % G]; V keeps G consecutive
-// positions of one dim together, [position / G][d][position % G]. One
+// positions of one dim together, [position / G][d][position % G], and is cut
+// into slices of 64 dims (the width of one values pass), each slice's rows
+// contiguous, so every pass over V reads memory strictly in order. One
 // register then holds 16 positions x G dims of K, or 16 dims x G positions
 // of V, which the exact path widens and the fast path feeds to
 // vdpbf16ps / vpdpbusd as is. int8 blocks end with per-position K and V
 // scales and the per-position sum of the K codes.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -48,6 +51,8 @@ class kv_cache {
   using storage = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
   /// Elements grouped along head_dim (K) or positions (V): 4 bytes.
   static constexpr index_t group = index_t(4 / sizeof(storage));
+  /// Dims per V slice (the last slice of a head holds head_dim % 64 if not 0).
+  static constexpr index_t value_slice = 64;
 
   /// head_dim must be a positive multiple of 16 (64, 80, 96, 128, 256 ...).
   kv_cache(index_t kv_heads, index_t head_dim, index_t capacity)
@@ -105,9 +110,12 @@ class kv_cache {
   [[nodiscard]] index_t key_index(index_t d, index_t p) const noexcept {
     return (d / group) * (block * group) + p * group + d % group;
   }
-  /// Index of V(p, d) within a block's V.
+  /// Dims in the V slice that starts at dim d0 (a multiple of value_slice).
+  [[nodiscard]] index_t slice_width(index_t d0) const noexcept { return std::min(value_slice, dim_ - d0); }
+  /// Index of V(p, d) within a block's V: slice, then [p / G][d][p % G].
   [[nodiscard]] index_t value_index(index_t p, index_t d) const noexcept {
-    return (p / group) * (dim_ * group) + d * group + p % group;
+    const index_t d0 = d - d % value_slice;
+    return d0 * block + (p / group) * (slice_width(d0) * group) + (d - d0) * group + p % group;
   }
   /// Block b of head h.
   [[nodiscard]] const std::byte* block_data(index_t h, index_t b) const noexcept {
