@@ -84,6 +84,15 @@ struct gemm_atom_i8 {
   [[nodiscard]] static operand a_operand(const a_type* p) noexcept { return operand(static_cast<std::int32_t>(*p)); }
   [[nodiscard]] static operand b_operand(const b_storage* p, std::size_t j) noexcept { return load_lanes(p, j); }
   [[nodiscard]] static acc_type step(const acc_type& acc, const operand& a, const operand& b) noexcept {
+#if defined(__AVX512VNNI__) && defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
+    if constexpr (have_vnni_dot) {
+      // The instruction itself, accumulating in place: through the intrinsic
+      // GCC 12 copies the accumulator and spills a 14 x 32 tile.
+      __m512i r = acc;
+      __asm__("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(static_cast<__m512i>(a)), "v"(static_cast<__m512i>(b)));
+      return acc_type(r);
+    }
+#endif
     return dot_u8s8_quads(acc, a, b);
   }
 };
@@ -108,12 +117,15 @@ inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda,
   using acc_t = typename Atom::acc_type;
   constexpr std::size_t J = gemm_tile_regs, W = width<float>;
   constexpr std::ptrdiff_t b_step = std::ptrdiff_t(gemm_nr * Atom::group);
-  gemm_tile<Atom, Rows> acc;
+  // Raw registers in the loop: GCC 12 spills xsimd's int32 batches held
+  // across vpdpbusd, not the bare __m512i.
+  using reg_t = typename acc_t::register_type;
+  reg_t acc[Rows][J];
   [&]<std::size_t... r>(std::index_sequence<r...>) {
     (
         [&] {
           for (std::size_t j = 0; j < J; ++j)
-            acc[r][j] = start ? acc_t::load_unaligned(start + r * gemm_nr + j * W) : acc_t(0);
+            acc[r][j] = start ? reg_t(acc_t::load_unaligned(start + r * gemm_nr + j * W)) : reg_t(acc_t(0));
         }(),
         ...);
   }(std::make_index_sequence<Rows>{});
@@ -128,14 +140,17 @@ inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda,
       (
           [&] {
             const auto ar = Atom::a_operand(PackedA ? a + r : a + std::ptrdiff_t(r) * lda);
-            for (std::size_t j = 0; j < J; ++j) acc[r][j] = Atom::step(acc[r][j], ar, bj[j]);
+            for (std::size_t j = 0; j < J; ++j) acc[r][j] = reg_t(Atom::step(acc_t(acc[r][j]), ar, bj[j]));
           }(),
           ...);
     }(std::make_index_sequence<Rows>{});
     b += b_step;
     a += PackedA ? std::ptrdiff_t(gemm_mr) : 1;
   }
-  finish(acc);
+  gemm_tile<Atom, Rows> tile;
+  for (std::size_t r = 0; r < Rows; ++r)
+    for (std::size_t j = 0; j < J; ++j) tile[r][j] = acc_t(acc[r][j]);
+  finish(tile);
 }
 
 }  // namespace tstream::arch

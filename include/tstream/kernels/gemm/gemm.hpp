@@ -120,6 +120,9 @@ inline void finish_tile(const arch::gemm_tile<Atom, Rows>& acc, const tile_args<
 
 template <class Atom, std::size_t Rows, bool PackedA>
 void tile(const tile_args<Atom>& t) noexcept {
+  if (t.last)  // the tile of C arrives while the K loop runs
+    for (std::size_t r = 0; r < Rows; ++r)
+      for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) arch::prefetch_l2(t.c + index_t(r) * t.ldc + index_t(j * W));
   arch::gemm_microkernel<Atom, Rows, PackedA>(t.a, t.lda, t.b, t.groups, t.first ? nullptr : t.partial,
                                               [&](const arch::gemm_tile<Atom, Rows>& acc) {
                                                 if (t.last) { finish_tile<Atom, Rows>(acc, t); return; }
@@ -201,7 +204,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
         t.groups = std::min(kc, kg - pc);
         t.first = pc == 0;
         t.last = pc + t.groups == kg;
-        for (index_t jr = 0; jr < jn; ++jr) {
+        const auto run_tile = [&](index_t jr, index_t ir) {
           const index_t p = jc + jr;
           t.b = B.panel(p) + pc * NR * G;
           t.n_valid = std::min(NR, pr.n - p * NR);
@@ -209,15 +212,16 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
             t.b_scale = B.scales() + p * NR;
             t.b_sum = B.col_sums() + p * NR;
           }
-          for (index_t ir = 0; ir < im; ++ir) {
-            const index_t mp = ic + ir, row0 = mp * MR;
-            t.a = pr.a.packed ? pr.a.data + mp * MR * pr.a.groups + pc * MR : pr.a.data + row0 * pr.a.ld + pc;
-            t.partial = partial ? partial + (jr * mcp + ir) * MR * NR : nullptr;
-            t.c = pr.c + row0 * pr.ldc + p * NR;
-            if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = pr.a.row_scale + row0;
-            table[std::size_t(std::min(MR, pr.m - row0) - 1)](t);
-          }
-        }
+          const index_t mp = ic + ir, row0 = mp * MR;
+          t.a = pr.a.packed ? pr.a.data + mp * MR * pr.a.groups + pc * MR : pr.a.data + row0 * pr.a.ld + pc;
+          t.partial = partial ? partial + (jr * mcp + ir) * MR * NR : nullptr;
+          t.c = pr.c + row0 * pr.ldc + p * NR;
+          if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = pr.a.row_scale + row0;
+          table[std::size_t(std::min(MR, pr.m - row0) - 1)](t);
+        };
+        // A B micro-panel (kc x NR) serves every micro-panel of the M block in turn.
+        for (index_t jr = 0; jr < jn; ++jr)
+          for (index_t ir = 0; ir < im; ++ir) run_tile(jr, ir);
       }
       epilogue_pass(pr, ic * MR, std::min(pr.m, (ic + im) * MR), jc * NR, std::min(pr.n, (jc + jn) * NR));
     }
