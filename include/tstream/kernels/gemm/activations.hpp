@@ -1,6 +1,6 @@
 // A, the activations, made ready for the micro-kernels once per call:
-// packed into MR-row micro-panels (fp32 when M is large), rounded to bf16
-// pairs, or quantized per row to u8 quads (code + 128) with a row scale.
+// packed into MR-row micro-panels, as fp32, rounded to bf16 pairs, or
+// quantized per row to u8 quads (code + 128) with a row scale.
 //
 //   micro-panel = [ group 0: MR rows x one 32-bit word ][ group 1 ] ...   // (K/G, MR)
 //
@@ -23,13 +23,11 @@
 
 namespace tstream::detail::gemm {
 
-/// A as the micro-kernels read it.
+/// A as the micro-kernels read it: micro-panel p at data + p * MR * groups.
 template <class Atom>
 struct activations {
   const typename Atom::a_type* data = nullptr;
-  index_t ld = 0;               // direct: words between rows
-  index_t groups = 0;           // packed: k-groups per micro-panel
-  bool packed = false;          // micro-panel p at data + p * MR * groups
+  index_t groups = 0;                // k-groups per micro-panel
   const float* row_scale = nullptr;  // int8: A(i, :) ~= row_scale[i] * (code - 128)
 };
 

@@ -6,7 +6,8 @@
 //
 // Blocking (BLIS, loops outermost first): N blocks of nc columns, M blocks
 // of mc rows, K blocks of kc k-groups, NR-column panels, MR-row micro-panels.
-// Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
+// A is packed per call into MR-row micro-panels (rounded to bf16 or
+// quantized on the way). Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
 // between K blocks; the last K block finishes each tile in registers
 // (dequantize, alpha, beta) and stores it to C, and the epilogue stage then
 // runs over the mc x nc block of C while it is still in L1/L2.
@@ -72,16 +73,11 @@ template <class Wt>
 using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f32,
                                     std::conditional_t<std::is_same_v<Wt, bf16>, arch::gemm_atom_bf16, arch::gemm_atom_i8>>;
 
-/// fp32 A with at least this many rows is packed into micro-panels; fewer
-/// rows are read in place (packing would cost more than it saves).
-inline constexpr index_t pack_rows_from = 4 * MR;
-
 // One micro-kernel call.
 template <class Atom>
 struct tile_args {
   using acc_value = typename Atom::acc_type::value_type;
-  const typename Atom::a_type* a = nullptr;
-  index_t lda = 0;
+  const typename Atom::a_type* a = nullptr;  // the packed micro-panel at the K block
   const typename Atom::b_storage* b = nullptr;
   index_t groups = 0;
   acc_value* partial = nullptr;  // MR x NR scratch tile
@@ -118,12 +114,12 @@ inline void finish_tile(const arch::gemm_tile<Atom, Rows>& acc, const tile_args<
   }
 }
 
-template <class Atom, std::size_t Rows, bool PackedA>
+template <class Atom, std::size_t Rows>
 void tile(const tile_args<Atom>& t) noexcept {
   if (t.last)  // the tile of C arrives while the K loop runs
     for (std::size_t r = 0; r < Rows; ++r)
       for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) arch::prefetch_l2(t.c + index_t(r) * t.ldc + index_t(j * W));
-  arch::gemm_microkernel<Atom, Rows, PackedA>(t.a, t.lda, t.b, t.groups, t.first ? nullptr : t.partial,
+  arch::gemm_microkernel<Atom, Rows, true>(t.a, 0, t.b, t.groups, t.first ? nullptr : t.partial,
                                               [&](const arch::gemm_tile<Atom, Rows>& acc) {
                                                 if (t.last) { finish_tile<Atom, Rows>(acc, t); return; }
                                                 for (std::size_t r = 0; r < Rows; ++r)
@@ -135,10 +131,10 @@ void tile(const tile_args<Atom>& t) noexcept {
 template <class Atom>
 using tile_fn = void (*)(const tile_args<Atom>&) noexcept;
 
-/// tile<Atom, Rows, PackedA> for Rows = 1 .. MR, indexed by Rows - 1.
-template <class Atom, bool PackedA>
+/// tile<Atom, Rows> for Rows = 1 .. MR, indexed by Rows - 1.
+template <class Atom>
 inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...>) {
-  return std::array<tile_fn<Atom>, sizeof...(r)>{&tile<Atom, r + 1, PackedA>...};
+  return std::array<tile_fn<Atom>, sizeof...(r)>{&tile<Atom, r + 1>...};
 }(std::make_index_sequence<arch::gemm_mr>{});
 
 // Per-thread scratch reused across calls (no allocation in steady state).
@@ -189,13 +185,12 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
   const gemm_blocking& bl = B.blocking();
   const index_t mcp = bl.mc / MR, ncp = bl.nc / NR, kc = bl.kc, kg = B.groups();
   acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
-  const auto& table = pr.a.packed ? tile_table<Atom, true> : tile_table<Atom, false>;
+  const auto& table = tile_table<Atom>;
 
   tile_args<Atom> t;
   t.ldc = pr.ldc;
   t.alpha = pr.alpha;
   t.beta = pr.beta;
-  t.lda = pr.a.ld;
   for (index_t jc = part.n_begin; jc < part.n_end; jc += ncp) {
     const index_t jn = std::min(ncp, part.n_end - jc);
     for (index_t ic = part.m_begin; ic < part.m_end; ic += mcp) {
@@ -213,7 +208,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
             t.b_sum = B.col_sums() + p * NR;
           }
           const index_t mp = ic + ir, row0 = mp * MR;
-          t.a = pr.a.packed ? pr.a.data + mp * MR * pr.a.groups + pc * MR : pr.a.data + row0 * pr.a.ld + pc;
+          t.a = pr.a.data + mp * MR * pr.a.groups + pc * MR;
           t.partial = partial ? partial + (jr * mcp + ir) * MR * NR : nullptr;
           t.c = pr.c + row0 * pr.ldc + p * NR;
           if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = pr.a.row_scale + row0;
@@ -236,20 +231,19 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   using a_type = typename Atom::a_type;
   const index_t M = A.rows(), m_panels = (M + MR - 1) / MR;
   problem<Atom, Wt, Epilogue> pr{{}, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
-  if (!std::is_same_v<Wt, float> || M >= pack_rows_from) {
-    const index_t groups = B.groups();
-    a_type* buf = scratch<a_type, 1>(checked_mul(std::size_t(m_panels * MR), std::size_t(groups), "gemm", "A"));
-    float* scale = std::is_same_v<Wt, std::int8_t> ? scratch<float, 2>(std::size_t(m_panels * MR)) : nullptr;
-    const auto pack_share = [&](int member, int members) {
-      pack_a<Atom>(A, groups, m_panels * member / members, m_panels * (member + 1) / members, buf, scale);
-    };
-    // Small A: one thread packs it faster than a team hand-off.
-    if (team.size() == 1 || M * groups < (index_t(1) << 15)) pack_share(0, 1);
-    else team.run([&](int member) { pack_share(member, team.size()); });
-    pr.a = {buf, 0, groups, true, scale};
-  } else if constexpr (std::is_same_v<Wt, float>) {
-    pr.a = {A.data(), A.ld(), B.groups(), false, nullptr};
-  }
+  // Always packed, even for a few rows: rows of A read in place sit ld
+  // apart, and with ld a multiple of 4 KiB all 14 of them land in one L1 set
+  // (measured: 0.47 of peak in place against 0.72 packed at 32 x 4096 x 4096).
+  const index_t groups = B.groups();
+  a_type* buf = scratch<a_type, 1>(checked_mul(std::size_t(m_panels * MR), std::size_t(groups), "gemm", "A"));
+  float* scale = std::is_same_v<Wt, std::int8_t> ? scratch<float, 2>(std::size_t(m_panels * MR)) : nullptr;
+  const auto pack_share = [&](int member, int members) {
+    pack_a<Atom>(A, groups, m_panels * member / members, m_panels * (member + 1) / members, buf, scale);
+  };
+  // Small A: one thread packs it faster than a team hand-off.
+  if (team.size() == 1 || M * groups < (index_t(1) << 15)) pack_share(0, 1);
+  else team.run([&](int member) { pack_share(member, team.size()); });
+  pr.a = {buf, groups, scale};
   const index_t n_panels = B.panels();
   team.run([&](int member) { run_part(pr, split_gemm(m_panels, n_panels, team.size(), member)); });
 }
