@@ -7,6 +7,7 @@
 //   BM_dispatch/<tstream|openmp>/threads:<t>           dispatch.cpp
 //   BM_gemv[_cold]/<impl>/<wtype>/<N>x<K>/threads:<t>  gemv_peers.cpp, gemv_tstream.cpp
 //   BM_attn_decode/...                                 attention.cpp
+//   BM_gemm/<impl>/<type>/<M>x<N>x<K>/threads:<t>      gemm.cpp
 //
 // Select one with --benchmark_filter, e.g. --benchmark_filter='BM_gemv/onednn/.*'.
 #include <cstring>
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
 #endif
 #if defined(TSTREAM_BENCH_HAVE_ATTENTION)
   register_attention();
+#endif
+#if defined(TSTREAM_BENCH_HAVE_GEMM)
+  register_gemm();
 #endif
 
   // This binary's default minimum time per benchmark is 0.25 s (Google

@@ -23,6 +23,8 @@
 
 #include "tstream/kernels/attention/decode.hpp"
 #include "tstream/kernels/attention/kv_cache.hpp"
+#include "tstream/kernels/gemm/gemm.hpp"
+#include "tstream/kernels/gemm/gemm_weights.hpp"
 #include "tstream/kernels/gemv/gemv.hpp"
 #include "tstream/kernels/gemv/quantize.hpp"
 #include "tstream/kernels/gemv/resident_weights.hpp"

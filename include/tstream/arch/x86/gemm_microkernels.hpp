@@ -1,0 +1,156 @@
+// The MXM's GEMM micro-kernels: a register tile of C updated by one k-group
+// of A and B at a time. The only per-ISA piece of the GEMM; the blocking
+// around it (kernels/gemm/) is portable.
+//
+// Tile (MR x NR, NR = 2 registers of fp32):
+//   AVX-512  14 x 32: 28 accumulators + 2 B registers + 1 broadcast = 31/32 zmm
+//   AVX2      6 x 16: 12 accumulators + 2 B registers + 1 broadcast = 15/16 ymm
+//
+// An atom says how one k-group meets the accumulators (CuTe's "Op"):
+//   gemm_atom_f32   fp32 A x fp32 B, one FMA per k               (group 1)
+//   gemm_atom_bf16  bf16 pairs x bf16 pairs into fp32, vdpbf16ps  (group 2)
+//   gemm_atom_i8    u8 quads x s8 quads into int32, vpdpbusd      (group 4)
+// The dot atoms run the same arithmetic in portable code where the build
+// lacks the instruction (dot_products.hpp), so every build gives the bits it
+// documents.
+//
+// B is a packed micro-panel: per k-group, NR columns x group values, each
+// column's group in one 32-bit lane (128 bytes per group for every type on
+// AVX-512). A is read either packed (per k-group, MR rows of one 32-bit
+// word) or directly from row-major rows `lda` words apart.
+//
+// Every C element is one chain of atom steps in k order, whatever tile,
+// row count or packing computed it: the result of a micro-kernel never
+// depends on where its tile sits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "tstream/arch/simd.hpp"
+#include "tstream/arch/x86/dot_products.hpp"
+
+namespace tstream::arch {
+
+/// Rows of the register tile (broadcast A elements per k-group).
+inline constexpr std::size_t gemm_mr =
+#if defined(__AVX512F__)
+    width<float> == 16 ? 14 : 6;
+#else
+    6;
+#endif
+
+/// Columns of the register tile: two fp32 registers.
+inline constexpr std::size_t gemm_nr = 2 * width<float>;
+
+/// fp32 x fp32 into fp32: acc + a b, fused.
+struct gemm_atom_f32 {
+  using a_type = float;          // one A element per k
+  using b_storage = float;
+  using operand = batch<float>;
+  using acc_type = batch<float>;
+  static constexpr std::size_t group = 1;
+  [[nodiscard]] static operand a_operand(const a_type* p) noexcept { return operand(*p); }
+  [[nodiscard]] static operand b_operand(const b_storage* p, std::size_t j) noexcept {
+    return operand::load_unaligned(p + width<float> * j);
+  }
+  [[nodiscard]] static acc_type step(const acc_type& acc, const operand& a, const operand& b) noexcept {
+    return arch::fma(a, b, acc);
+  }
+};
+
+/// bf16 pairs x bf16 pairs into fp32 (vdpbf16ps: the odd product first).
+struct gemm_atom_bf16 {
+  using a_type = std::uint32_t;  // two bf16 of A, the even k low
+  using b_storage = std::uint16_t;
+  using operand = batch<std::int32_t>;
+  using acc_type = batch<float>;
+  static constexpr std::size_t group = 2;
+  [[nodiscard]] static operand a_operand(const a_type* p) noexcept { return operand(static_cast<std::int32_t>(*p)); }
+  [[nodiscard]] static operand b_operand(const b_storage* p, std::size_t j) noexcept { return load_lanes(p, j); }
+  [[nodiscard]] static acc_type step(const acc_type& acc, const operand& a, const operand& b) noexcept {
+    return dot_bf16_pairs(acc, b, a);
+  }
+};
+
+/// u8 quads (A) x s8 quads (B) into int32 (vpdpbusd), exact.
+struct gemm_atom_i8 {
+  using a_type = std::uint32_t;  // four u8 codes of A, k = 4g + byte
+  using b_storage = std::int8_t;
+  using operand = batch<std::int32_t>;
+  using acc_type = batch<std::int32_t>;
+  static constexpr std::size_t group = 4;
+  [[nodiscard]] static operand a_operand(const a_type* p) noexcept { return operand(static_cast<std::int32_t>(*p)); }
+  [[nodiscard]] static operand b_operand(const b_storage* p, std::size_t j) noexcept { return load_lanes(p, j); }
+  [[nodiscard]] static acc_type step(const acc_type& acc, const operand& a, const operand& b) noexcept {
+#if defined(__AVX512VNNI__) && defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
+    if constexpr (have_vnni_dot) {
+      // The instruction itself, accumulating in place: through the intrinsic
+      // GCC 12 copies the accumulator and spills a 14 x 32 tile.
+      __m512i r = acc;
+      __asm__("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(static_cast<__m512i>(a)), "v"(static_cast<__m512i>(b)));
+      return acc_type(r);
+    }
+#endif
+    return dot_u8s8_quads(acc, a, b);
+  }
+};
+
+/// Accumulator registers per tile row.
+inline constexpr std::size_t gemm_tile_regs = gemm_nr / width<float>;
+
+/// The accumulators of a Rows x NR tile.
+template <class Atom, std::size_t Rows>
+using gemm_tile = typename Atom::acc_type[Rows][gemm_tile_regs];
+
+/// The micro-kernel: acc (Rows x NR) starts at zero, or at `start` (Rows x
+/// NR values, row-major) when start is non-null, then takes `groups`
+/// k-groups of A and B; finish(acc) receives the tile in registers.
+///   PackedA: A at a + g * gemm_mr + r; else at a + r * lda + g.
+///   b: the micro-panel at the first group (gemm_nr * group values per group).
+template <class Atom, std::size_t Rows, bool PackedA, class Finish>
+inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda, const typename Atom::b_storage* b,
+                             std::ptrdiff_t groups, const typename Atom::acc_type::value_type* start,
+                             Finish&& finish) noexcept {
+  static_assert(Rows >= 1 && Rows <= gemm_mr, "tstream::arch::gemm_microkernel: Rows must be in [1, gemm_mr]");
+  using acc_t = typename Atom::acc_type;
+  constexpr std::size_t J = gemm_tile_regs, W = width<float>;
+  constexpr std::ptrdiff_t b_step = std::ptrdiff_t(gemm_nr * Atom::group);
+  // Raw registers in the loop: GCC 12 spills xsimd's int32 batches held
+  // across vpdpbusd, not the bare __m512i.
+  using reg_t = typename acc_t::register_type;
+  reg_t acc[Rows][J];
+  [&]<std::size_t... r>(std::index_sequence<r...>) {
+    (
+        [&] {
+          for (std::size_t j = 0; j < J; ++j)
+            acc[r][j] = start ? reg_t(acc_t::load_unaligned(start + r * gemm_nr + j * W)) : reg_t(acc_t(0));
+        }(),
+        ...);
+  }(std::make_index_sequence<Rows>{});
+
+  for (std::ptrdiff_t g = 0; g < groups; ++g) {
+    typename Atom::operand bj[J];
+    for (std::size_t j = 0; j < J; ++j) {
+      bj[j] = Atom::b_operand(b, j);
+      keep_in_register(bj[j]);  // one load feeds Rows steps
+    }
+    [&]<std::size_t... r>(std::index_sequence<r...>) {
+      (
+          [&] {
+            const auto ar = Atom::a_operand(PackedA ? a + r : a + std::ptrdiff_t(r) * lda);
+            for (std::size_t j = 0; j < J; ++j) acc[r][j] = reg_t(Atom::step(acc_t(acc[r][j]), ar, bj[j]));
+          }(),
+          ...);
+    }(std::make_index_sequence<Rows>{});
+    b += b_step;
+    a += PackedA ? std::ptrdiff_t(gemm_mr) : 1;
+  }
+  gemm_tile<Atom, Rows> tile;
+  for (std::size_t r = 0; r < Rows; ++r)
+    for (std::size_t j = 0; j < J; ++j) tile[r][j] = acc_t(acc[r][j]);
+  finish(tile);
+}
+
+}  // namespace tstream::arch

@@ -1,0 +1,341 @@
+// GEMM, the MXM: C = epilogue(alpha A B + beta C) + residual, with A (M x K)
+// activations and B (K x N) weights packed once (gemm_weights).
+//
+//   MEM (A, packed B) -> MXM (register-tiled micro-kernels) -> VXM (dequantize,
+//   alpha/beta, epilogue stage, residual) -> MEM (C)
+//
+// Blocking (BLIS, loops outermost first): N blocks of nc columns, M blocks
+// of mc rows, K blocks of kc k-groups, NR-column panels, MR-row micro-panels.
+// A is packed per call into MR-row micro-panels (rounded to bf16 or
+// quantized on the way). Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
+// between K blocks; the last K block finishes each tile in registers
+// (dequantize, alpha, beta) and stores it to C, and the epilogue stage then
+// runs over the mc x nc block of C while it is still in L1/L2.
+//
+// Determinism: each C element is one chain of atom steps over k = 0 .. K-1
+// in order (storing and reloading partial sums is exact), finished by the
+// same per-element operations whatever tile, block or thread computes it.
+// Row i of C is bitwise identical for every M, every thread count and
+// prepacked or per-call packed weights.
+//
+// Types (bf16 and int8 always use the dot-product instructions, what GEMV
+// calls precision::fast):
+//   fp32  fp32 FMA
+//   bf16  A rounded to bf16 (nearest even), vdpbf16ps into fp32 (each value
+//         of A and B off by at most 2^-8 relative, so each product by 2^-7)
+//   int8  A quantized per row to 8 bits (scale max|A(i, :)| / 127), B per
+//         column; vpdpbusd u8 x s8 with exact int32 sums
+// Without AVX512_BF16/VNNI the same arithmetic runs in portable code.
+//
+// NaN and infinity propagate as in IEEE arithmetic for fp32 and bf16; an
+// int8 row of A with a non-finite value makes that row of C NaN.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include "tstream/arch/simd.hpp"
+#include "tstream/arch/x86/gemm_microkernels.hpp"
+#include "tstream/core/buffer.hpp"
+#include "tstream/core/error.hpp"
+#include "tstream/core/stream.hpp"
+#include "tstream/core/view.hpp"
+#include "tstream/kernels/gemm/activations.hpp"
+#include "tstream/kernels/gemm/blocking.hpp"
+#include "tstream/kernels/gemm/gemm_weights.hpp"
+#include "tstream/runtime/thread_team.hpp"
+#include "tstream/units/mem.hpp"
+#include "tstream/units/vxm.hpp"
+
+namespace tstream {
+
+/// Options of a GEMM call: C = epilogue(alpha A B + beta C) + residual.
+struct gemm_options {
+  float alpha = 1.f;
+  /// 0 (the default) never reads C, so C may hold anything (NaN included).
+  float beta = 0.f;
+  /// M x N, added after the epilogue (a transformer's residual stream);
+  /// empty for none. Must not overlap C (for C += ..., use beta = 1).
+  matrix_view<const float> residual{};
+};
+
+namespace detail::gemm {
+
+using fbatch = arch::batch<float>;
+inline constexpr index_t MR = index_t(arch::gemm_mr), NR = index_t(arch::gemm_nr);
+inline constexpr std::size_t W = fbatch::size;
+
+template <class Wt>
+using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f32,
+                                    std::conditional_t<std::is_same_v<Wt, bf16>, arch::gemm_atom_bf16, arch::gemm_atom_i8>>;
+
+// One micro-kernel call.
+template <class Atom>
+struct tile_args {
+  using acc_value = typename Atom::acc_type::value_type;
+  const typename Atom::a_type* a = nullptr;  // the packed micro-panel at the K block
+  const typename Atom::b_storage* b = nullptr;
+  index_t groups = 0;
+  acc_value* partial = nullptr;  // MR x NR scratch tile
+  bool first = true, last = true;
+  float* c = nullptr;            // the tile's first element in C
+  index_t ldc = 0, n_valid = 0;  // columns of the tile inside C
+  float alpha = 1.f, beta = 0.f;
+  const float* a_scale = nullptr;       // int8: the tile's row scales
+  const float* b_scale = nullptr;       // int8: the panel's column scales
+  const std::int32_t* b_sum = nullptr;  // int8: the panel's column code sums
+};
+
+// The last K block: dequantize, alpha, beta, store the valid part of the tile.
+template <class Atom, std::size_t Rows>
+inline void finish_tile(const arch::gemm_tile<Atom, Rows>& acc, const tile_args<Atom>& t) noexcept {
+  for (std::size_t r = 0; r < Rows; ++r) {
+    float* c = t.c + index_t(r) * t.ldc;
+    for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) {
+      const index_t nv = t.n_valid - index_t(j * W);
+      if (nv <= 0) break;
+      fbatch v;
+      if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) {
+        // sum((code + 128) q) - 128 sum(q) = sum(code q), exactly in int32.
+        using ibatch = arch::batch<std::int32_t>;
+        const ibatch sum = ibatch::load_unaligned(t.b_sum + j * W);
+        v = xsimd::to_float(acc[r][j] - sum * ibatch(128)) * (fbatch::load_unaligned(t.b_scale + j * W) * fbatch(t.a_scale[r]));
+      } else {
+        v = acc[r][j];
+      }
+      if (t.alpha != 1.f) v = v * fbatch(t.alpha);
+      if (t.beta != 0.f) v = arch::fma(fbatch(t.beta), arch::load_partial(c + j * W, std::size_t(nv)), v);
+      arch::store_partial(c + j * W, v, std::size_t(nv));
+    }
+  }
+}
+
+template <class Atom, std::size_t Rows>
+void tile(const tile_args<Atom>& t) noexcept {
+  if (t.last)  // the tile of C arrives while the K loop runs
+    for (std::size_t r = 0; r < Rows; ++r)
+      for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) arch::prefetch_l2(t.c + index_t(r) * t.ldc + index_t(j * W));
+  arch::gemm_microkernel<Atom, Rows, true>(t.a, 0, t.b, t.groups, t.first ? nullptr : t.partial,
+                                              [&](const arch::gemm_tile<Atom, Rows>& acc) {
+                                                if (t.last) { finish_tile<Atom, Rows>(acc, t); return; }
+                                                for (std::size_t r = 0; r < Rows; ++r)
+                                                  for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j)
+                                                    acc[r][j].store_unaligned(t.partial + r * arch::gemm_nr + j * W);
+                                              });
+}
+
+template <class Atom>
+using tile_fn = void (*)(const tile_args<Atom>&) noexcept;
+
+/// tile<Atom, Rows> for Rows = 1 .. MR, indexed by Rows - 1.
+template <class Atom>
+inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...>) {
+  return std::array<tile_fn<Atom>, sizeof...(r)>{&tile<Atom, r + 1>...};
+}(std::make_index_sequence<arch::gemm_mr>{});
+
+// Per-thread scratch reused across calls (no allocation in steady state).
+template <class T, int Slot>
+T* scratch(std::size_t n) {
+  thread_local aligned_buffer<T> buf;
+  if (buf.size() < n) buf = aligned_buffer<T>(n);
+  return buf.data();
+}
+
+// Everything a member needs for its part of C.
+template <class Atom, class Wt, class Epilogue>
+struct problem {
+  activations<Atom> a;
+  const gemm_weights<Wt>* b;
+  float* c;
+  index_t ldc, m, n;
+  float alpha, beta;
+  matrix_view<const float> residual;
+  const Epilogue* epilogue;
+};
+
+// The VXM pass over rows [i0, i1) x columns [j0, j1) of C, just written.
+template <class Atom, class Wt, class Epilogue>
+void epilogue_pass(const problem<Atom, Wt, Epilogue>& pr, index_t i0, index_t i1, index_t j0, index_t j1) {
+  using V = vec<float>;
+  constexpr bool has_stage = !std::is_same_v<Epilogue, vxm::identity>;
+  const bool has_residual = !pr.residual.empty();
+  if (!has_stage && !has_residual) return;
+  for (index_t i = i0; i < i1; ++i) {
+    float* row = pr.c + i * pr.ldc;
+    for (index_t j = j0; j < j1; j += index_t(V::lanes)) {
+      const std::size_t n = std::size_t(j1 - j);
+      V v = V::load(row + j, n);
+      if constexpr (has_stage) v = (*pr.epilogue)(v, std::size_t(j));
+      if (has_residual) v = v + V::load(pr.residual.data() + i * pr.residual.ld() + j, n);
+      v.store(row + j, n);
+    }
+  }
+}
+
+template <class Atom, class Wt, class Epilogue>
+void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
+  using acc_value = typename Atom::acc_type::value_type;
+  constexpr index_t G = index_t(Atom::group);
+  if (part.m_begin >= part.m_end || part.n_begin >= part.n_end) return;
+  const gemm_weights<Wt>& B = *pr.b;
+  const gemm_blocking& bl = B.blocking();
+  const index_t mcp = bl.mc / MR, ncp = bl.nc / NR, kc = bl.kc, kg = B.groups();
+  acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
+  const auto& table = tile_table<Atom>;
+
+  tile_args<Atom> t;
+  t.ldc = pr.ldc;
+  t.alpha = pr.alpha;
+  t.beta = pr.beta;
+  for (index_t jc = part.n_begin; jc < part.n_end; jc += ncp) {
+    const index_t jn = std::min(ncp, part.n_end - jc);
+    for (index_t ic = part.m_begin; ic < part.m_end; ic += mcp) {
+      const index_t im = std::min(mcp, part.m_end - ic);
+      for (index_t pc = 0; pc < kg; pc += kc) {
+        t.groups = std::min(kc, kg - pc);
+        t.first = pc == 0;
+        t.last = pc + t.groups == kg;
+        const auto run_tile = [&](index_t jr, index_t ir) {
+          const index_t p = jc + jr;
+          t.b = B.panel(p) + pc * NR * G;
+          t.n_valid = std::min(NR, pr.n - p * NR);
+          if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) {
+            t.b_scale = B.scales() + p * NR;
+            t.b_sum = B.col_sums() + p * NR;
+          }
+          const index_t mp = ic + ir, row0 = mp * MR;
+          t.a = pr.a.data + mp * MR * pr.a.groups + pc * MR;
+          t.partial = partial ? partial + (jr * mcp + ir) * MR * NR : nullptr;
+          t.c = pr.c + row0 * pr.ldc + p * NR;
+          if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = pr.a.row_scale + row0;
+          table[std::size_t(std::min(MR, pr.m - row0) - 1)](t);
+        };
+        // A B micro-panel (kc x NR) serves every micro-panel of the M block in turn.
+        for (index_t jr = 0; jr < jn; ++jr)
+          for (index_t ir = 0; ir < im; ++ir) run_tile(jr, ir);
+      }
+      epilogue_pass(pr, ic * MR, std::min(pr.m, (ic + im) * MR), jc * NR, std::min(pr.n, (jc + jn) * NR));
+    }
+  }
+}
+
+// Prepares A (packing on the team when it is large), then runs every member's part.
+template <class Wt, class Epilogue>
+void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
+         const Epilogue& epilogue, const gemm_options& opt) {
+  using Atom = atom_for<Wt>;
+  using a_type = typename Atom::a_type;
+  const index_t M = A.rows(), m_panels = (M + MR - 1) / MR;
+  problem<Atom, Wt, Epilogue> pr{{}, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
+  // Always packed, even for a few rows: rows of A read in place sit ld
+  // apart, and with ld a multiple of 4 KiB all 14 of them land in one L1 set
+  // (measured: 0.47 of peak in place against 0.72 packed at 32 x 4096 x 4096).
+  const index_t groups = B.groups();
+  a_type* buf = scratch<a_type, 1>(checked_mul(std::size_t(m_panels * MR), std::size_t(groups), "gemm", "A"));
+  float* scale = std::is_same_v<Wt, std::int8_t> ? scratch<float, 2>(std::size_t(m_panels * MR)) : nullptr;
+  const auto pack_share = [&](int member, int members) {
+    pack_a<Atom>(A, groups, m_panels * member / members, m_panels * (member + 1) / members, buf, scale);
+  };
+  // Small A: one thread packs it faster than a team hand-off.
+  if (team.size() == 1 || M * groups < (index_t(1) << 15)) pack_share(0, 1);
+  else team.run([&](int member) { pack_share(member, team.size()); });
+  pr.a = {buf, groups, scale};
+  const index_t n_panels = B.panels();
+  team.run([&](int member) { run_part(pr, split_gemm(m_panels, n_panels, team.size(), member)); });
+}
+
+inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) noexcept {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  return a_bytes && b_bytes && pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+// Bytes a view spans, from its first element to its last.
+template <class T>
+std::size_t span_bytes(const matrix_view<T>& v) noexcept {
+  return v.empty() ? 0 : std::size_t((v.rows() - 1) * v.ld() + v.cols()) * sizeof(T);
+}
+
+// Every check, before anything is written.
+inline void check(matrix_view<const float> A, index_t k, index_t n, matrix_view<float> C, const gemm_options& opt) {
+  detail::require(A.cols() == k, "gemm", "A has ", A.cols(), " columns, B has K = ", k, " rows");
+  detail::require(C.rows() == A.rows(), "gemm", "C has ", C.rows(), " rows, A has M = ", A.rows());
+  detail::require(C.cols() == n, "gemm", "C has ", C.cols(), " columns, B has N = ", n);
+  detail::require(!overlaps(A.data(), span_bytes(A), C.data(), span_bytes(C)), "gemm",
+                  "C overlaps A (the output must not alias an input)");
+  if (opt.residual.rows() != 0 || opt.residual.cols() != 0) {
+    detail::require(opt.residual.rows() == C.rows() && opt.residual.cols() == C.cols(), "gemm", "residual is ",
+                    opt.residual.rows(), " x ", opt.residual.cols(), ", C is ", C.rows(), " x ", C.cols());
+    detail::require(!overlaps(opt.residual.data(), span_bytes(opt.residual), C.data(), span_bytes(C)), "gemm",
+                    "residual overlaps C (for C = A B + C, use beta = 1)");
+  }
+}
+
+// Per-call packing of an fp32 B into a reusable gemm_weights.
+struct weights_access {
+  static gemm_weights<float> empty() { return {}; }
+  static void repack(gemm_weights<float>& w, matrix_view<const float> b, thread_team& team) {
+    w.reshape(b.rows(), b.cols());
+    const index_t panels = w.panels();
+    const auto code = [&](index_t k, index_t n) { return b(k, n); };
+    if (team.size() == 1 || b.rows() * b.cols() < (index_t(1) << 16)) w.write_panels(code, 0, panels);
+    else team.run([&](int m) { w.write_panels(code, panels * m / team.size(), panels * (m + 1) / team.size()); });
+  }
+};
+
+}  // namespace detail::gemm
+
+/// C = epilogue(alpha A B + beta C) + residual, with A (M x K), B packed
+/// (K x N) and C (M x N), on every member of the team. The epilogue is a VXM
+/// stage (tstream/units/vxm.hpp) applied along each row of C, lane j being
+/// column `first + j`, e.g. vxm::then(vxm::add(mem::read(bias)), vxm::silu{}).
+/// Throws tstream::error, writing nothing, on mismatched shapes, C
+/// overlapping A or the residual, or an int8 K over 65792.
+template <gemm_weight_type Wt, class Epilogue = vxm::identity>
+  requires stage_for<Epilogue, vec<float>>
+void gemm(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
+          Epilogue epilogue = {}, gemm_options opt = {}) {
+  detail::gemm::check(A, B.rows(), B.cols(), C, opt);
+  if constexpr (std::is_same_v<Wt, std::int8_t>) {
+    // int32 sums of (u8 x s8) quads: 4 * 255 * 128 per group must not
+    // overflow over K / 4 groups.
+    detail::require(B.groups() <= std::int64_t(INT32_MAX) / (4 * 255 * 128), "gemm", "K = ", B.rows(),
+                    " is too long for int8 (at most 65792)");
+  }
+  if (C.empty()) return;
+  detail::gemm::run(team, A, B, C, epilogue, opt);
+}
+
+/// C = A B + bias (bias has N elements), then opt's beta and residual.
+template <gemm_weight_type Wt>
+void gemm(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
+          std::span<const float> bias, gemm_options opt = {}) {
+  detail::require(index_t(bias.size()) == B.cols(), "gemm", "bias has ", bias.size(), " elements, B has N = ", B.cols());
+  detail::require(bias.data() != nullptr || bias.empty(), "gemm", "bias is null");
+  detail::require(!detail::gemm::overlaps(bias.data(), bias.size_bytes(), C.data(), detail::gemm::span_bytes(C)),
+                  "gemm", "bias overlaps C");
+  gemm(team, A, B, C, vxm::add(mem::read(bias)), opt);
+}
+
+/// The same with fp32 B (K x N, row-major, any ld) unpacked: packs it into
+/// this thread's reusable buffer on every call (on the team), then runs as
+/// above; bitwise identical to packing once. For weights used more than
+/// once, pack them once with gemm_weights<float>.
+template <class Epilogue = vxm::identity>
+  requires stage_for<Epilogue, vec<float>>
+void gemm(thread_team& team, matrix_view<const float> A, matrix_view<const float> B, matrix_view<float> C,
+          Epilogue epilogue = {}, gemm_options opt = {}) {
+  detail::require(B.rows() >= 1, "gemm", "B has K = ", B.rows(), " rows (K must be at least 1)");
+  detail::gemm::check(A, B.rows(), B.cols(), C, opt);
+  detail::require(!detail::gemm::overlaps(B.data(), detail::gemm::span_bytes(B), C.data(), detail::gemm::span_bytes(C)),
+                  "gemm", "C overlaps B (the output must not alias an input)");
+  if (C.empty()) return;
+  thread_local gemm_weights<float> packed = detail::gemm::weights_access::empty();
+  detail::gemm::weights_access::repack(packed, B, team);
+  detail::gemm::run(team, A, packed, C, epilogue, opt);
+}
+
+}  // namespace tstream
