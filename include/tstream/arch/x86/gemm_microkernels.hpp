@@ -84,15 +84,6 @@ struct gemm_atom_i8 {
   [[nodiscard]] static operand a_operand(const a_type* p) noexcept { return operand(static_cast<std::int32_t>(*p)); }
   [[nodiscard]] static operand b_operand(const b_storage* p, std::size_t j) noexcept { return load_lanes(p, j); }
   [[nodiscard]] static acc_type step(const acc_type& acc, const operand& a, const operand& b) noexcept {
-#if defined(__AVX512VNNI__) && defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
-    if constexpr (have_vnni_dot) {
-      // The instruction itself, accumulating in place: through the intrinsic
-      // GCC 12 copies the accumulator and spills a 14 x 32 tile.
-      __m512i r = acc;
-      __asm__("vpdpbusd %2, %1, %0" : "+v"(r) : "v"(static_cast<__m512i>(a)), "v"(static_cast<__m512i>(b)));
-      return acc_type(r);
-    }
-#endif
     return dot_u8s8_quads(acc, a, b);
   }
 };
