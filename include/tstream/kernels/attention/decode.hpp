@@ -392,14 +392,17 @@ void softmax_step(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index
   const fbatch neg_inf(-std::numeric_limits<float>::infinity());
   pt.lo = lo;
   pt.hi = hi;
+  const bool full = lo == 0 && hi == block;
   for (std::size_t h = 0; h < H; ++h) {
     // Base-2 logits, masked outside [lo, hi).
     fbatch t[R];
     fbatch mx = neg_inf;
     for (std::size_t r = 0; r < R; ++r) {
-      const fbatch pos = iota + fbatch(float(r * W));
-      const auto valid = (pos >= fbatch(float(lo))) && (pos < fbatch(float(hi)));
-      t[r] = xsimd::select(valid, s[h][r] * fbatch(c), neg_inf);
+      t[r] = s[h][r] * fbatch(c);
+      if (!full) {  // only the first and last block of a chunk are partial
+        const fbatch pos = iota + fbatch(float(r * W));
+        t[r] = xsimd::select((pos >= fbatch(float(lo))) && (pos < fbatch(float(hi))), t[r], neg_inf);
+      }
       mx = xsimd::max(mx, t[r]);
     }
     // Invariant: st.m is the max so far; m_new >= st.m, so alpha <= 1 and
