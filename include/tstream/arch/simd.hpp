@@ -143,8 +143,10 @@ template <class Arch>
   const ib hi = xsimd::bitwise_cast<ib>(xsimd::bitwise_cast<batch<std::uint32_t, Arch>>(u) >> 16);
   const ib rounded = xsimd::bitwise_cast<ib>(
       xsimd::bitwise_cast<batch<std::uint32_t, Arch>>(u + ib(0x7FFF) + (hi & ib(1))) >> 16);
-  const auto nan = (u & ib(0x7FFFFFFF)) > ib(0x7F800000);
-  return xsimd::select(nan, hi | ib(0x40), rounded);
+  // Selected as floats: xsimd 8's int32 select does not compile at -O0.
+  using fb = batch<float, Arch>;
+  return xsimd::bitwise_cast<ib>(
+      xsimd::select(xsimd::isnan(v), xsimd::bitwise_cast<fb>(hi | ib(0x40)), xsimd::bitwise_cast<fb>(rounded)));
 }
 
 /// Stores the low 16 bits of each 32-bit lane of v at p (W values).
