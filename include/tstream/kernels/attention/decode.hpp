@@ -559,19 +559,9 @@ class decode_plan {
       const float* qh = q + h * dim;
       std::uint32_t* out = packed_q_.data() + h * words;
       if constexpr (group == 2) {
-        for (index_t g = 0; g < words; ++g)
-          out[g] = std::uint32_t(bf16::from_float(qh[2 * g])) | (std::uint32_t(bf16::from_float(qh[2 * g + 1])) << 16);
+        detail::round_bf16(qh, dim, reinterpret_cast<std::uint16_t*>(out));  // little-endian: d = 2g in the low half
       } else {
-        float amax = 0, poison = 0;
-        for (index_t d = 0; d < dim; ++d) {
-          poison += qh[d] * 0.f;
-          amax = std::max(amax, std::fabs(qh[d]));
-        }
-        const bool finite = poison == 0.f;
-        const float inv = finite ? inverse_scale(amax, 127.f) : 0.f;
-        q_scale_[std::size_t(h)] = !finite ? std::numeric_limits<float>::quiet_NaN() : inv > 0 ? amax / 127.f : 0.f;
-        auto* codes = reinterpret_cast<std::uint8_t*>(out);
-        for (index_t d = 0; d < dim; ++d) codes[d] = inv > 0 ? std::uint8_t(quantize_value(qh[d], inv) + 128) : 128;
+        q_scale_[std::size_t(h)] = detail::quantize_activations(qh, dim, reinterpret_cast<std::uint8_t*>(out));
       }
     }
   }

@@ -73,29 +73,16 @@ prepared<typename Policy::x_type> prepare(const float* x, index_t k, index_t kp,
     const index_t rem = k % Policy::group;
     p.has_tail = rem != 0;
     for (index_t i = 0; i < rem; ++i) p.tail[i] = x[k - rem + i];
-  } else if constexpr (Policy::group == 2) {  // bf16 pairs
-    for (index_t g = 0; g < kp / 2; ++g) {
-      const std::uint32_t lo = bf16::from_float(x[2 * g]);
-      const std::uint32_t hi = 2 * g + 1 < k ? bf16::from_float(x[2 * g + 1]) : 0u;
-      work[g] = lo | (hi << 16);
-    }
+  } else if constexpr (Policy::group == 2) {  // bf16 pairs, little-endian: k = 2g in the low half
+    auto* half = reinterpret_cast<std::uint16_t*>(work);
+    round_bf16(x, k, half);
+    std::fill(half + k, half + kp, std::uint16_t(0));
     p.main = work;
     p.main_groups = kp / 2;
-  } else {  // int8 quads, u8 code = round(x / x_scale) + 128
-    float amax = 0, poison = 0;  // poison: x * 0 is NaN exactly when x is not finite
-    for (index_t i = 0; i < k; ++i) {
-      poison += x[i] * 0.f;
-      amax = std::max(amax, std::fabs(x[i]));
-    }
-    const bool finite = poison == 0.f;
-    const float inv = finite ? inverse_scale(amax, 127.f) : 0.f;
-    p.x_scale = !finite ? std::numeric_limits<float>::quiet_NaN() : inv > 0 ? amax / 127.f : 0.f;
-    auto* codes = reinterpret_cast<std::uint8_t*>(work);  // little-endian: byte b of a dword is k = 4g + b
-    if (inv > 0)
-      for (index_t i = 0; i < k; ++i) codes[i] = std::uint8_t(quantize_value(x[i], inv) + 128);
-    else
-      for (index_t i = 0; i < k; ++i) codes[i] = 128;  // all zero (NaN scale when x is not finite)
-    for (index_t i = k; i < kp; ++i) codes[i] = 128;
+  } else {  // int8 quads, u8 code = round(x / x_scale) + 128, little-endian: byte b of a dword is k = 4g + b
+    auto* codes = reinterpret_cast<std::uint8_t*>(work);
+    p.x_scale = quantize_activations(x, k, codes);
+    std::fill(codes + k, codes + kp, std::uint8_t(128));
     p.main = work;
     p.main_groups = kp / 4;
   }

@@ -1,12 +1,16 @@
 // Symmetric int8 quantization, per output row (weights) or per vector
-// (activations).
+// (activations), and the activation encodings of the fast modes (bf16 pairs,
+// u8 codes), vectorized with the scalar definitions' exact bits.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <cstdint>
 #include <span>
 
+#include "tstream/arch/simd.hpp"
+#include "tstream/core/bf16.hpp"
 #include "tstream/core/buffer.hpp"
 #include "tstream/core/error.hpp"
 #include "tstream/core/view.hpp"
@@ -42,6 +46,70 @@ inline constexpr float quantize_floor = 1e-30f;
   if (std::fabs(s - r) >= 0.5f) r += s < 0.f ? -1.f : 1.f;  // s - r is exact
   return static_cast<std::int8_t>(r > 127.f ? 127.f : (r < -127.f ? -127.f : r));
 }
+
+namespace detail {
+
+/// out[k] = bf16::from_float(x[k]) for k < n, a register at a time.
+inline void round_bf16(const float* x, index_t n, std::uint16_t* out) noexcept {
+  using fb = arch::batch<float>;
+  constexpr index_t W = index_t(fb::size);
+  index_t k = 0;
+  for (; k + W <= n; k += W) arch::store_low_halves(out + k, arch::to_bf16_bits(fb::load_unaligned(x + k)));
+  for (; k < n; ++k) out[k] = bf16::from_float(x[k]);
+}
+
+/// max|x[k]| over k < n (0 for n = 0); `finite` is false when some x[k] is
+/// NaN or infinite. Both are independent of the order of the scan.
+inline float abs_max(const float* x, index_t n, bool& finite) noexcept {
+  using fb = arch::batch<float>;
+  constexpr index_t W = index_t(fb::size);
+  fb m(0.f), poison(0.f);  // x * 0 is NaN exactly when x is not finite
+  index_t k = 0;
+  for (; k + W <= n; k += W) {
+    const fb v = fb::load_unaligned(x + k);
+    m = xsimd::max(m, xsimd::abs(v));
+    poison += v * fb(0.f);
+  }
+  float amax = arch::reduce_max(m), tail = xsimd::hadd(poison);
+  for (; k < n; ++k) {
+    amax = std::max(amax, std::fabs(x[k]));
+    tail += x[k] * 0.f;
+  }
+  finite = tail == 0.f;
+  return amax;
+}
+
+/// codes[k] = quantize_value(x[k], inv) + 128 for k < n, a register at a
+/// time with quantize_value's operations (the same bits).
+inline void quantize_u8(const float* x, index_t n, float inv, std::uint8_t* codes) noexcept {
+  using fb = arch::batch<float>;
+  using ib = arch::batch<std::int32_t>;
+  constexpr index_t W = index_t(fb::size);
+  index_t k = 0;
+  for (; k + W <= n; k += W) {
+    const fb s = fb::load_unaligned(x + k) * fb(inv);
+    fb r = xsimd::trunc(s);
+    r = xsimd::select(xsimd::abs(s - r) >= fb(0.5f), r + xsimd::select(s < fb(0.f), fb(-1.f), fb(1.f)), r);
+    r = xsimd::min(xsimd::max(r, fb(-127.f)), fb(127.f));
+    arch::store_low_bytes(codes + k, xsimd::to_int(r) + ib(128));
+  }
+  for (; k < n; ++k) codes[k] = std::uint8_t(quantize_value(x[k], inv) + 128);
+}
+
+/// The u8 codes of a fast-mode activation vector: codes[k] = round(x[k] /
+/// scale) + 128 with scale = max|x| / 127, returned. All codes are 128 (zero)
+/// and the scale 0 when max|x| is below quantize_floor, or NaN when x holds
+/// a NaN or infinity (so every output it meets is NaN).
+inline float quantize_activations(const float* x, index_t n, std::uint8_t* codes) noexcept {
+  bool finite = true;
+  const float amax = abs_max(x, n, finite);
+  const float inv = finite ? inverse_scale(amax, 127.f) : 0.f;
+  if (inv > 0) quantize_u8(x, n, inv, codes);
+  else std::fill(codes, codes + n, std::uint8_t(128));
+  return !finite ? std::numeric_limits<float>::quiet_NaN() : inv > 0 ? amax / 127.f : 0.f;
+}
+
+}  // namespace detail
 
 /// Quantizes each row of w with scale = max|w(i, :)| / 127 (a row whose
 /// largest magnitude is below quantize_floor gets scale 0 and codes 0). The rounding error is at most scale / 2 per weight:
