@@ -100,10 +100,12 @@ using gemm_tile = typename Atom::acc_type[Rows][gemm_tile_regs];
 /// k-groups of A and B; finish(acc) receives the tile in registers.
 ///   PackedA: A at a + g * gemm_mr + r; else at a + r * lda + g.
 ///   b: the micro-panel at the first group (gemm_nr * group values per group).
+///   pf, pf_lines: a stream prefetched into L2 alongside, pf_lines (0, 1
+///   or 2) cache lines per k-group from pf on (the next tile's operands).
 template <class Atom, std::size_t Rows, bool PackedA, class Finish>
 inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda, const typename Atom::b_storage* b,
                              std::ptrdiff_t groups, const typename Atom::acc_type::value_type* start,
-                             Finish&& finish) noexcept {
+                             Finish&& finish, const char* pf = nullptr, int pf_lines = 0) noexcept {
   static_assert(Rows >= 1 && Rows <= gemm_mr, "tstream::arch::gemm_microkernel: Rows must be in [1, gemm_mr]");
   using acc_t = typename Atom::acc_type;
   constexpr std::size_t J = gemm_tile_regs, W = width<float>;
@@ -122,6 +124,11 @@ inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda,
   }(std::make_index_sequence<Rows>{});
 
   for (std::ptrdiff_t g = 0; g < groups; ++g) {
+    if (pf_lines > 0) {
+      prefetch_l2(pf);
+      if (pf_lines > 1) prefetch_l2(pf + 64);
+      pf += 64 * pf_lines;
+    }
     typename Atom::operand bj[J];
     for (std::size_t j = 0; j < J; ++j) {
       bj[j] = Atom::b_operand(b, j);
@@ -160,8 +167,9 @@ inline void gemm_deal_a(const T* const* src, std::size_t rows, std::ptrdiff_t g0
     const __mmask16 keep = __mmask16((1u << gemm_mr) - 1);
     for (; g + 16 <= g1; g += 16) {
       __m512 r[16], t[16];
-      for (std::size_t i = 0; i < 16; ++i)
+      for (std::size_t i = 0; i < gemm_mr; ++i)
         r[i] = i < rows ? _mm512_loadu_ps(reinterpret_cast<const float*>(src[i] + g)) : _mm512_setzero_ps();
+      r[14] = r[15] = _mm512_setzero_ps();
       for (std::size_t i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
