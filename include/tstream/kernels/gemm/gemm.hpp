@@ -5,7 +5,11 @@
 //   alpha/beta, epilogue stage, residual) -> MEM (C)
 //
 // Blocking (BLIS, loops outermost first): N blocks of nc columns, M blocks
-// of mc rows, K blocks of kc k-groups, NR-column panels, MR-row micro-panels.
+// of about mc rows, K blocks, then either NR-column panels outer and MR-row
+// micro-panels inner (at most 3 micro-panels in the M block: each B
+// micro-panel read from memory once, K blocks of kc) or micro-panels outer
+// and panels inner (K blocks of kc_long). Each tile prefetches the next
+// tile's B micro-panel into L2.
 // A is packed per call into MR-row micro-panels (rounded to bf16 or
 // quantized on the way). Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
 // between K blocks; the last K block finishes each tile in registers
@@ -185,13 +189,19 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
   if (part.m_begin >= part.m_end || part.n_begin >= part.n_end) return;
   const gemm_weights<Wt>& B = *pr.b;
   const gemm_blocking& bl = B.blocking();
-  const index_t ncp = bl.nc / NR, kc = bl.kc, kg = B.groups();
+  const index_t ncp = bl.nc / NR, kg = B.groups();
   // M blocks of about mc rows, as even as can be, the count rounded to
   // nearest (128 rows: one block of 10 micro-panels rather than 9 + 1, the
   // second reading all of B again for 2 rows).
   const index_t m_span = part.m_end - part.m_begin;
   const index_t m_blocks = std::max<index_t>(1, (m_span + bl.mc / MR / 2) / (bl.mc / MR));
   const index_t mcp = (m_span + m_blocks - 1) / m_blocks;
+  // Few micro-panels of A per block (small M): B micro-panel outer (below),
+  // K blocks of kc; otherwise A micro-panel outer, K blocks of kc_long.
+  // Either way the K blocks are as even as can be.
+  const bool b_outer = mcp <= 3;
+  const index_t k_blocks = (kg + (b_outer ? bl.kc : bl.kc_long) - 1) / (b_outer ? bl.kc : bl.kc_long);
+  const index_t kc = (kg + k_blocks - 1) / k_blocks;
   acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
   const auto& table = tile_table<Atom>;
 
@@ -230,7 +240,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
         // while each tile prefetches the next tile's B (against B outer:
         // 0.92 -> 0.93 at 1024^3, 0.92 -> 0.94 at 2048^3; already better at
         // 64 x 4096 x 4096).
-        if (im <= 3) {
+        if (b_outer) {
           const index_t b_bytes = t.groups * NR * G * index_t(sizeof(typename Atom::b_storage));
           for (index_t jr = 0; jr < jn; ++jr) {
             // The B micro-panel after this one: the next panel, else the
