@@ -147,7 +147,10 @@ inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...
 template <class T, int Slot>
 T* scratch(std::size_t n) {
   thread_local aligned_buffer<T> buf;
-  if (buf.size() < n) buf = aligned_buffer<T>(n);
+  if (buf.size() < n) {
+    buf = aligned_buffer<T>(n);
+    detail::advise_huge_pages(buf.data(), buf.bytes());  // packed A: fewer TLB misses
+  }
   return buf.data();
 }
 
