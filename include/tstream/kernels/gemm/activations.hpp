@@ -83,8 +83,7 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
   constexpr index_t MR = index_t(arch::gemm_mr), G = index_t(Atom::group);
   const index_t K = A.cols(), kp = groups * G;
   // One row converted into contiguous words first (loops that vectorize),
-  // then dealt into the micro-panel word by word.
-  constexpr index_t gb = 64;  // k-groups per dealing block: MR x 64 words stay in L1
+  // then dealt into the micro-panel 16 k-groups at a time.
   thread_local std::vector<word> row_words;
   if (index_t(row_words.size()) < MR * groups) row_words.resize(std::size_t(MR * groups));
   for (index_t p = p0; p < p1; ++p) {
@@ -117,11 +116,7 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
       }
       src_rows[r] = src;
     }
-    for (index_t g0 = 0; g0 < groups; g0 += gb) {
-      const index_t g1 = std::min(groups, g0 + gb);
-      for (index_t r = 0; r < rows; ++r)
-        for (index_t g = g0; g < g1; ++g) panel[g * MR + r] = src_rows[r][g];
-    }
+    arch::gemm_deal_a<word>(src_rows, std::size_t(rows), 0, groups, panel);
   }
 }
 

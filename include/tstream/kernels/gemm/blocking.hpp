@@ -23,12 +23,18 @@ struct gemm_blocking {
   index_t kc = 0;  ///< k-groups per K block: the B micro-panel (kc x NR) stays in L2 across an MC block
   index_t mc = 0;  ///< rows per M block (multiple of MR): the packed A block (mc x kc) stays in L2 across NC
   index_t nc = 0;  ///< columns per N block (multiple of NR): the partial sums (mc x nc) stay in L2
+  /// k-groups per K block when each A micro-panel serves a whole N block
+  /// (more than a few micro-panels of A): only that micro-panel (MR x
+  /// kc_long) stays in L2, B streams from L3, so K is cut as little as
+  /// possible (fewer partial-sum round trips).
+  index_t kc_long = 0;
 };
 
 /// Sizes for a core with the given caches: half of L2 for the A block, a
-/// quarter for the partial sums, an eighth for a B micro-panel (on a 1 MiB
-/// L2: kc 1024, mc 126, nc 512; measured best of the sizes tried at
-/// 1024^3, 2048^3 and 32 x 4096 x 4096).
+/// quarter for the partial sums, an eighth for a B micro-panel, a quarter
+/// for a long A micro-panel (on a 1 MiB L2: kc 1024, mc 126, nc 512,
+/// kc_long 4672; measured best of the sizes tried at 1024^3, 2048^3 and
+/// 32 x 4096 x 4096; kc_long 2048 against 1024 at 2048^3: 0.93 -> 0.94).
 [[nodiscard]] inline gemm_blocking plan_blocking(const arch::cache_info& c = arch::caches()) noexcept {
   constexpr index_t MR = index_t(arch::gemm_mr), NR = index_t(arch::gemm_nr);
   const index_t l2 = index_t(std::max<std::size_t>(c.l2 / (c.l2_shared_by ? c.l2_shared_by : 1), 256u << 10));
@@ -36,6 +42,7 @@ struct gemm_blocking {
   b.kc = std::clamp<index_t>(l2 / 8 / (NR * 4) / 64 * 64, 64, 1024);
   b.mc = std::max<index_t>(MR, l2 / 2 / (b.kc * 4) / MR * MR);
   b.nc = std::max<index_t>(NR, l2 / 4 / (b.mc * 4) / NR * NR);
+  b.kc_long = std::max<index_t>(b.kc, l2 / 4 / (MR * 4) / 64 * 64);
   return b;
 }
 

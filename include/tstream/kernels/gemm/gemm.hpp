@@ -5,7 +5,11 @@
 //   alpha/beta, epilogue stage, residual) -> MEM (C)
 //
 // Blocking (BLIS, loops outermost first): N blocks of nc columns, M blocks
-// of mc rows, K blocks of kc k-groups, NR-column panels, MR-row micro-panels.
+// of about mc rows, K blocks, then either NR-column panels outer and MR-row
+// micro-panels inner (at most 3 micro-panels in the M block: each B
+// micro-panel read from memory once, K blocks of kc) or micro-panels outer
+// and panels inner (K blocks of kc_long). Each tile prefetches the next
+// tile's B micro-panel into L2.
 // A is packed per call into MR-row micro-panels (rounded to bf16 or
 // quantized on the way). Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
 // between K blocks; the last K block finishes each tile in registers
@@ -85,6 +89,8 @@ struct tile_args {
   float* c = nullptr;            // the tile's first element in C
   index_t ldc = 0, n_valid = 0;  // columns of the tile inside C
   float alpha = 1.f, beta = 0.f;
+  const char* pf = nullptr;  // prefetched alongside, pf_lines cache lines per k-group
+  int pf_lines = 0;
   const float* a_scale = nullptr;       // int8: the tile's row scales
   const float* b_scale = nullptr;       // int8: the panel's column scales
   const std::int32_t* b_sum = nullptr;  // int8: the panel's column code sums
@@ -125,7 +131,7 @@ void tile(const tile_args<Atom>& t) noexcept {
                                                 for (std::size_t r = 0; r < Rows; ++r)
                                                   for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j)
                                                     acc[r][j].store_unaligned(t.partial + r * arch::gemm_nr + j * W);
-                                              });
+                                              }, t.pf, t.pf_lines);
 }
 
 template <class Atom>
@@ -141,7 +147,10 @@ inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...
 template <class T, int Slot>
 T* scratch(std::size_t n) {
   thread_local aligned_buffer<T> buf;
-  if (buf.size() < n) buf = aligned_buffer<T>(n);
+  if (buf.size() < n) {
+    buf = aligned_buffer<T>(n);
+    detail::advise_huge_pages(buf.data(), buf.bytes());  // packed A: fewer TLB misses
+  }
   return buf.data();
 }
 
@@ -183,7 +192,19 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
   if (part.m_begin >= part.m_end || part.n_begin >= part.n_end) return;
   const gemm_weights<Wt>& B = *pr.b;
   const gemm_blocking& bl = B.blocking();
-  const index_t mcp = bl.mc / MR, ncp = bl.nc / NR, kc = bl.kc, kg = B.groups();
+  const index_t ncp = bl.nc / NR, kg = B.groups();
+  // M blocks of about mc rows, as even as can be, the count rounded to
+  // nearest (128 rows: one block of 10 micro-panels rather than 9 + 1, the
+  // second reading all of B again for 2 rows).
+  const index_t m_span = part.m_end - part.m_begin;
+  const index_t m_blocks = std::max<index_t>(1, (m_span + bl.mc / MR / 2) / (bl.mc / MR));
+  const index_t mcp = (m_span + m_blocks - 1) / m_blocks;
+  // Few micro-panels of A per block (small M): B micro-panel outer (below),
+  // K blocks of kc; otherwise A micro-panel outer, K blocks of kc_long.
+  // Either way the K blocks are as even as can be.
+  const bool b_outer = mcp <= 3;
+  const index_t k_blocks = (kg + (b_outer ? bl.kc : bl.kc_long) - 1) / (b_outer ? bl.kc : bl.kc_long);
+  const index_t kc = (kg + k_blocks - 1) / k_blocks;
   acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
   const auto& table = tile_table<Atom>;
 
@@ -193,8 +214,8 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
   t.beta = pr.beta;
   for (index_t jc = part.n_begin; jc < part.n_end; jc += ncp) {
     const index_t jn = std::min(ncp, part.n_end - jc);
-    for (index_t ic = part.m_begin; ic < part.m_end; ic += mcp) {
-      const index_t im = std::min(mcp, part.m_end - ic);
+    for (index_t mb = 0; mb < m_blocks; ++mb) {
+      const index_t ic = part.m_begin + m_span * mb / m_blocks, im = part.m_begin + m_span * (mb + 1) / m_blocks - ic;
       for (index_t pc = 0; pc < kg; pc += kc) {
         t.groups = std::min(kc, kg - pc);
         t.first = pc == 0;
@@ -214,9 +235,53 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
           if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = pr.a.row_scale + row0;
           table[std::size_t(std::min(MR, pr.m - row0) - 1)](t);
         };
-        // A B micro-panel (kc x NR) serves every micro-panel of the M block in turn.
-        for (index_t jr = 0; jr < jn; ++jr)
-          for (index_t ir = 0; ir < im; ++ir) run_tile(jr, ir);
+        // Few micro-panels of A (small M): B micro-panel outer, each read
+        // from memory once and serving the M block's tiles in turn while
+        // they prefetch the next one into L2, a share each (32 x 4096 x
+        // 4096: 0.75 -> 0.87 of peak; 8 x 4096 x 4096: 0.45 -> 0.69).
+        // Otherwise A micro-panel outer, serving the N block's panels
+        // while each tile prefetches the next tile's B (against B outer:
+        // 0.92 -> 0.93 at 1024^3, 0.92 -> 0.94 at 2048^3; already better at
+        // 64 x 4096 x 4096).
+        if (b_outer) {
+          const index_t b_bytes = t.groups * NR * G * index_t(sizeof(typename Atom::b_storage));
+          for (index_t jr = 0; jr < jn; ++jr) {
+            // The B micro-panel after this one: the next panel, else the
+            // block's first panel at the next K block, else the next N block's.
+            const typename Atom::b_storage* next = nullptr;
+            index_t next_bytes = b_bytes;
+            if (jr + 1 < jn) {
+              next = B.panel(jc + jr + 1) + pc * NR * G;
+            } else if (pc + kc < kg) {
+              next = B.panel(jc) + (pc + kc) * NR * G;
+              next_bytes = std::min(kc, kg - pc - kc) * NR * G * index_t(sizeof(typename Atom::b_storage));
+            } else if (mb + 1 == m_blocks && jc + jn < part.n_end) {
+              next = B.panel(jc + jn);
+              next_bytes = std::min(kc, kg) * NR * G * index_t(sizeof(typename Atom::b_storage));
+            }
+            for (index_t ir = 0; ir < im; ++ir) {
+              t.pf_lines = 0;
+              if (next && ir * t.groups * 64 < next_bytes) {
+                t.pf = reinterpret_cast<const char*>(next) + ir * t.groups * 64;
+                t.pf_lines = im == 1 ? 2 : 1;
+              }
+              run_tile(jr, ir);
+            }
+          }
+        } else {
+          for (index_t ir = 0; ir < im; ++ir)
+            for (index_t jr = 0; jr < jn; ++jr) {
+              t.pf_lines = 0;
+              if (jr + 1 < jn) {
+                t.pf = reinterpret_cast<const char*>(B.panel(jc + jr + 1) + pc * NR * G);
+                t.pf_lines = 2;
+              } else if (ir + 1 < im) {  // the next A micro-panel
+                t.pf = reinterpret_cast<const char*>(pr.a.data + (ic + ir + 1) * MR * pr.a.groups + pc * MR);
+                t.pf_lines = 1;
+              }
+              run_tile(jr, ir);
+            }
+        }
       }
       epilogue_pass(pr, ic * MR, std::min(pr.m, (ic + im) * MR), jc * NR, std::min(pr.n, (jc + jn) * NR));
     }
