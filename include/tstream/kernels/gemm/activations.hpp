@@ -31,48 +31,6 @@ struct activations {
   const float* row_scale = nullptr;  // int8: A(i, :) ~= row_scale[i] * (code - 128)
 };
 
-// max|x| and poison (sum of x * 0: NaN exactly when some x is not finite)
-// over n floats, a register at a time; both are order-independent.
-inline void row_extent(const float* x, index_t n, float& amax, float& poison) noexcept {
-  using fb = arch::batch<float>;
-  constexpr index_t W = index_t(fb::size);
-  fb m(0.f), z(0.f);
-  index_t k = 0;
-  for (; k + W <= n; k += W) {
-    const fb v = fb::load_unaligned(x + k);
-    m = xsimd::max(m, xsimd::abs(v));
-    z = z + v * fb(0.f);
-  }
-  amax = arch::reduce_max(m);
-  alignas(64) float lanes[W];
-  z.store_aligned(lanes);
-  poison = 0;
-  for (index_t i = 0; i < W; ++i) poison += lanes[i];
-  for (; k < n; ++k) {
-    poison += x[k] * 0.f;
-    amax = std::max(amax, std::fabs(x[k]));
-  }
-}
-
-// codes[k] = quantize_value(x[k], inv) + 128, a register at a time with
-// quantize_value's exact operations (the same bits).
-inline void quantize_row(const float* x, index_t n, float inv, std::uint8_t* codes) noexcept {
-  using fb = arch::batch<float>;
-  using ib = arch::batch<std::int32_t>;
-  constexpr index_t W = index_t(fb::size);
-  alignas(64) std::int32_t lanes[W];
-  index_t k = 0;
-  for (; k + W <= n; k += W) {
-    const fb s = fb::load_unaligned(x + k) * fb(inv);
-    fb r = xsimd::trunc(s);
-    r = xsimd::select(xsimd::abs(s - r) >= fb(0.5f), r + xsimd::select(s < fb(0.f), fb(-1.f), fb(1.f)), r);
-    r = xsimd::min(xsimd::max(r, fb(-127.f)), fb(127.f));
-    (xsimd::to_int(r) + ib(128)).store_aligned(lanes);
-    for (index_t i = 0; i < W; ++i) codes[k + i] = std::uint8_t(lanes[i]);
-  }
-  for (; k < n; ++k) codes[k] = std::uint8_t(quantize_value(x[k], inv) + 128);
-}
-
 /// Packs the micro-panels [p0, p1) of A (rows p * MR .. + MR) into dst, K
 /// zero-padded to `groups` k-groups; int8 also writes row_scale[i] for
 /// each row i. Rows past A's end are left unwritten (no kernel reads them).
@@ -97,20 +55,12 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
         src = x;  // fp32: the row itself
       } else if constexpr (G == 2) {
         auto* half = reinterpret_cast<std::uint16_t*>(row_words.data() + r * groups);  // little-endian: k = 2g low
-        for (index_t k = 0; k < K; ++k) half[k] = bf16::from_float(x[k]);
+        round_bf16(x, K, half);
         for (index_t k = K; k < kp; ++k) half[k] = 0;
         src = row_words.data() + r * groups;
       } else {
-        float amax = 0, poison = 0;
-        row_extent(x, K, amax, poison);
-        const bool finite = poison == 0.f;
-        const float inv = finite ? inverse_scale(amax, 127.f) : 0.f;
-        row_scale[p * MR + r] = !finite ? std::numeric_limits<float>::quiet_NaN() : inv > 0 ? amax / 127.f : 0.f;
         auto* codes = reinterpret_cast<std::uint8_t*>(row_words.data() + r * groups);  // little-endian: k = 4g + byte
-        if (inv > 0)
-          quantize_row(x, K, inv, codes);
-        else
-          for (index_t k = 0; k < K; ++k) codes[k] = 128;  // all zero (NaN scale when the row is not finite)
+        row_scale[p * MR + r] = quantize_activations(x, K, codes);  // NaN when the row is not finite
         for (index_t k = K; k < kp; ++k) codes[k] = 128;
         src = row_words.data() + r * groups;
       }

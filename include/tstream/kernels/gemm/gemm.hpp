@@ -147,10 +147,7 @@ inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...
 template <class T, int Slot>
 T* scratch(std::size_t n) {
   thread_local aligned_buffer<T> buf;
-  if (buf.size() < n) {
-    buf = aligned_buffer<T>(n);
-    detail::advise_huge_pages(buf.data(), buf.bytes());  // packed A: fewer TLB misses
-  }
+  if (buf.size() < n) buf = aligned_buffer<T>(n);  // on huge pages where large: fewer TLB misses
   return buf.data();
 }
 

@@ -18,10 +18,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "tstream/arch/x86/gemm_microkernels.hpp"
 #include "tstream/core/bf16.hpp"
 #include "tstream/core/buffer.hpp"
@@ -36,21 +32,6 @@ namespace tstream {
 namespace detail::gemm {
 struct weights_access;  // the per-call packing of gemm.hpp
 }  // namespace detail::gemm
-
-namespace detail {
-/// Asks Linux to back the 2 MiB-aligned part of [p, p + bytes) with huge
-/// pages (before it is first written); a no-op elsewhere.
-inline void advise_huge_pages(void* p, std::size_t bytes) noexcept {
-#if defined(__linux__)
-  constexpr std::uintptr_t huge = std::uintptr_t(2) << 20;
-  const std::uintptr_t b = (reinterpret_cast<std::uintptr_t>(p) + huge - 1) & ~(huge - 1);
-  const std::uintptr_t e = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(huge - 1);
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
-#else
-  (void)p, (void)bytes;
-#endif
-}
-}  // namespace detail
 
 /// Tag: weights given N x K, one row per output (the LLM checkpoint layout,
 /// and resident_weights' layout), rather than K x N.
@@ -120,14 +101,10 @@ class gemm_weights {
     blocking_ = plan_blocking();
     const std::size_t per_panel = detail::checked_mul(std::size_t(kg_ * panel_cols), std::size_t(group), "gemm_weights", "B");
     const std::size_t total = detail::checked_mul(per_panel, std::size_t(panels_), "gemm_weights", "B");
-    if (packed_.size() < total) {
-      packed_ = aligned_buffer<storage>(total);
-      // Huge pages: a tile reads 128 KiB of one panel then jumps to the
-      // next, and with 4 KiB pages (THP on madvise) the TLB misses were
-      // the small-M GEMM's limit (32 x 11008 x 4096: 0.87 -> 0.97 of peak,
-      // 8 x 4096 x 4096: 0.52 -> 0.83).
-      detail::advise_huge_pages(packed_.data(), packed_.bytes());
-    }
+    // aligned_buffer asks for huge pages: a tile reads 128 KiB of one panel
+    // then jumps to the next, and with 4 KiB pages the TLB misses were the
+    // small-M GEMM's limit (32 x 11008 x 4096: 0.87 -> 0.97 of peak).
+    if (packed_.size() < total) packed_ = aligned_buffer<storage>(total);
   }
 
   template <class Element>
