@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -336,7 +337,14 @@ const float* reference_buffer(std::size_t floats) {
   return buf.data();
 }
 
+// A benchmark measures its reference while its own team still exists; that
+// team's workers spin about a millisecond (thread_team's spin_iterations)
+// after their last call before they sleep, and on 2 cores a spinning worker
+// halves a 2-thread reference. Wait until they sleep.
+void let_spinning_workers_sleep() { std::this_thread::sleep_for(std::chrono::milliseconds(5)); }
+
 double read_bw_now(std::size_t bytes, int threads, int reps) {
+  let_spinning_workers_sleep();
   const std::size_t n = bytes / sizeof(float);
   const float* p = reference_buffer(n);
   const std::size_t passes = passes_for(bytes);
@@ -370,6 +378,7 @@ double measure_peak_flops(peak_type type, int threads) {
   const double flop = flop_per_run(type) * threads;
   double r = 0;
   if (flop > 0) {
+    let_spinning_workers_sleep();
     pinned_team pt(threads);
     peak_run(pt.team, type);
     r = median_rate(flop, 7, [&] { peak_run(pt.team, type); });

@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #include <stdexcept>
 #include <vector>
 
@@ -48,3 +51,23 @@ TEST_CASE("thread_team: two teams used from two user threads do not interfere") 
   CHECK(sa.load() == 300 * 3);
   CHECK(sb.load() == 300 * 3);
 }
+
+#if defined(__linux__)
+TEST_CASE("thread_team: a team made on a thread another team pinned still spreads over the CPUs") {
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  REQUIRE(sched_getaffinity(0, sizeof(mine), &mine) == 0);
+  if (CPU_COUNT(&mine) < 2) return;  // nothing to spread over
+  {
+    tstream::thread_team outer(2, tstream::team_options{.pin_caller = true});  // pins this thread to one CPU
+    tstream::thread_team inner(2);
+    std::atomic<int> cpu[2] = {-1, -1};
+    // Each member reports its CPU; pinned members cannot migrate, so two
+    // different CPUs mean the inner team was not squeezed onto the caller's.
+    inner.run([&](int m) { cpu[m] = sched_getcpu(); });
+    CHECK(cpu[0] != cpu[1]);
+  }
+  // Restore this thread's affinity for the other tests.
+  REQUIRE(sched_setaffinity(0, sizeof(mine), &mine) == 0);
+}
+#endif

@@ -28,7 +28,10 @@ namespace tstream {
 /// Options for a thread_team.
 struct team_options {
   /// Pin worker i to the i-th CPU this process may run on (Linux; ignored
-  /// elsewhere or when the team is larger than the CPUs available).
+  /// elsewhere or when the team is larger than the CPUs available). The CPUs
+  /// are those the creating thread was allowed when the process made its
+  /// first team, so a team made on a thread another team has pinned (with
+  /// pin_caller) still spreads over all of them.
   bool pin_workers = true;
   /// Also pin the calling thread (member 0) to the first allowed CPU. Off by
   /// default: it changes the affinity of a thread tstream does not own.
@@ -53,7 +56,7 @@ class thread_team {
                     " is outside [1, 1024]");
     const unsigned hw = std::thread::hardware_concurrency();
     if (hw != 0 && unsigned(threads) > hw) opt_.spin_iterations = 0;  // oversubscribed: never spin
-    cpus_ = allowed_cpus();
+    cpus_ = process_cpus();
     const bool can_pin = !cpus_.empty() && std::size_t(threads) <= cpus_.size();
     if (can_pin && opt_.pin_caller) pin_this_thread(0);
     try {
@@ -158,6 +161,13 @@ class thread_team {
       inside_run() = false;
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
     }
+  }
+
+  // The allowed CPUs as first seen: a thread pinned by pin_caller sees only
+  // its own CPU, and new threads inherit that mask.
+  static const std::vector<int>& process_cpus() {
+    static const std::vector<int> cpus = allowed_cpus();
+    return cpus;
   }
 
   static std::vector<int> allowed_cpus() {
