@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -70,18 +71,25 @@ inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(arch::accu
 // Registers of head_dim per PV pass (one V slice): heads_per_tile x this
 // accumulators (16 of 20 on AVX-512, 8 of 12 on AVX2).
 inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
-// Software prefetch into L2, 16 KiB ahead of the stream. Measured from DRAM
-// (h32_kv8_d128, L = 16384, 1 thread): fp32 with no prefetch 0.54 of the
-// read bandwidth, into L1 0.54, into L2 8 KiB ahead 0.65 (0.83 with V cut
-// into slices), 16 KiB 0.84; int8 fast 16 KiB ahead 15-25% more tokens/s
-// than 4, 8 or 24 KiB. The kernel issues several FMAs per loaded line,
-// which limits how many demand misses it keeps in flight, so the lines must
-// already be on their way.
-inline constexpr std::size_t prefetch_distance = 16384;  // bytes ahead of the stream
+// Software prefetch into L2 ahead of the stream, per stored type. Measured
+// from DRAM (h32_kv8_d128, L = 16384, 1 thread; the cache on huge pages):
+// fp32 runs best with none (0.84 of the read bandwidth, against 0.72 with
+// prefetch 8 or 16 KiB ahead): the hardware prefetcher keeps up with a
+// kernel doing 4 FMAs per loaded line. The bf16 and int8 kernels do several
+// times more work per byte and keep fewer demand misses in flight: 16 KiB
+// ahead gives them 15-25% more tokens/s than none, 4, 8 or 24 KiB. (On 4 KiB
+// pages fp32 wanted the prefetch too: 0.54 without, 0.84 with.)
+template <class S>
+inline constexpr std::size_t prefetch_distance = std::is_same_v<S, float> ? 0 : 16384;
 
-inline void prefetch_lines(const void* p, std::size_t bytes) noexcept {
-  const char* c = static_cast<const char*>(p) + prefetch_distance;
-  for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(c + off);
+template <class S>
+inline void prefetch_lines(const S* p, std::size_t bytes) noexcept {
+  if constexpr (prefetch_distance<S> > 0) {
+    const char* c = reinterpret_cast<const char*>(p) + prefetch_distance<S>;
+    for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(c + off);
+  } else {
+    (void)p, (void)bytes;
+  }
 }
 
 // The query heads of one tile, as each format wants them.
