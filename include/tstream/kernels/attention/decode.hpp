@@ -71,21 +71,25 @@ inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(arch::accu
 // Registers of head_dim per PV pass (one V slice): heads_per_tile x this
 // accumulators (16 of 20 on AVX-512, 8 of 12 on AVX2).
 inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
-// Software prefetch into L2 ahead of the stream, per stored type. Measured
-// from DRAM (h32_kv8_d128, L = 16384, 1 thread; the cache on huge pages):
-// fp32 runs best with none (0.84 of the read bandwidth, against 0.72 with
-// prefetch 8 or 16 KiB ahead): the hardware prefetcher keeps up with a
-// kernel doing 4 FMAs per loaded line. The bf16 and int8 kernels do several
-// times more work per byte and keep fewer demand misses in flight: 16 KiB
-// ahead gives them 15-25% more tokens/s than none, 4, 8 or 24 KiB. (On 4 KiB
-// pages fp32 wanted the prefetch too: 0.54 without, 0.84 with.)
-template <class S>
-inline constexpr std::size_t prefetch_distance = std::is_same_v<S, float> ? 0 : 16384;
+// Software prefetch into L2 ahead of the stream, by how much work the tile
+// does per loaded byte. Measured from DRAM (L = 8192-16384, 1 thread, the
+// cache on huge pages), tokens/s with none against 16 KiB ahead:
+//   fp32 (GQA and MHA): none is best (0.84 of the read bandwidth against
+//     0.72): the hardware prefetcher keeps up with a few FMAs per line.
+//   bf16: none for one head per tile (MHA: 180-210 against 140) and for the
+//     fast mode; 16 KiB for the exact GQA tile (4 heads, widening: ~10%).
+//   int8 (either mode, GQA or MHA): 16 KiB (15-30% more): per byte it does
+//     the most work (widening or scales, and a softmax per 64 positions of
+//     a quarter the size), so it keeps the fewest demand misses in flight.
+// (With 4 KiB pages fp32 wanted the prefetch too: 0.54 without, 0.84 with.)
+template <class S, precision M, std::size_t H>
+inline constexpr std::size_t prefetch_distance =
+    std::is_same_v<S, std::int8_t> || (std::is_same_v<S, std::uint16_t> && M == precision::exact && H > 1) ? 16384 : 0;
 
-template <class S>
+template <precision M, std::size_t H, class S>
 inline void prefetch_lines(const S* p, std::size_t bytes) noexcept {
-  if constexpr (prefetch_distance<S> > 0) {
-    const char* c = reinterpret_cast<const char*>(p) + prefetch_distance<S>;
+  if constexpr (prefetch_distance<S, M, H> > 0) {
+    const char* c = reinterpret_cast<const char*>(p) + prefetch_distance<S, M, H>;
     for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(c + off);
   } else {
     (void)p, (void)bytes;
@@ -137,7 +141,7 @@ struct kv_format<float, M> {
     const index_t dim = kc.head_dim();
     for (index_t d = 0; d < dim; ++d) {
       const float* row = kt + d * block;
-      prefetch_lines(row, std::size_t(block) * 4);
+      prefetch_lines<M, H>(row, std::size_t(block) * 4);
       fbatch k[R];
       for (std::size_t r = 0; r < R; ++r) {
         k[r] = fbatch::load_unaligned(row + r * W);
@@ -157,7 +161,7 @@ struct kv_format<float, M> {
     const index_t ws = kc.slice_width(d0);
     const float* v = kc.values(blk) + d0 * block;  // this slice: [position][ws]
     values_pass<H, C>(lo, hi, d0, alpha, acc, [&](index_t pos, fbatch(&o)[H][C]) {
-      prefetch_lines(v + pos * ws, std::size_t(ws) * 4);
+      prefetch_lines<M, H>(v + pos * ws, std::size_t(ws) * 4);
       fbatch x[C];
       for (std::size_t c = 0; c < C; ++c) {
         x[c] = fbatch::load_unaligned(v + pos * ws + index_t(c * W));
@@ -181,7 +185,7 @@ struct kv_format<bf16, M> {
     const index_t dim = kc.head_dim();
     for (index_t dp = 0; dp < dim / 2; ++dp) {
       const S* row = kt + dp * block * 2;
-      prefetch_lines(row, std::size_t(block) * 4);
+      prefetch_lines<M, H>(row, std::size_t(block) * 4);
       for (std::size_t r = 0; r < R; ++r) {
         ibatch v = arch::load_lanes(row, r);  // 16 positions x (d even, d odd)
         arch::keep_in_register(v);
@@ -215,7 +219,7 @@ struct kv_format<bf16, M> {
     const S* v = kc.values(blk) + d0 * block;  // this slice: [position / 2][ws][2]
     values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
       const S* row = v + g * ws * 2;  // 16 dims x (position even, position odd) per register
-      prefetch_lines(row, std::size_t(ws) * 4);
+      prefetch_lines<M, H>(row, std::size_t(ws) * 4);
       // A pair straddling [lo, hi) has a position outside it: zero that half,
       // so a non-finite value there (outside a window, or stale past L)
       // cannot turn 0 x inf into NaN.
@@ -254,7 +258,7 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t r = 0; r < R; ++r) si[h][r] = ibatch(0);
       for (index_t dq = 0; dq < dim / 4; ++dq) {
         const S* row = kt + dq * block * 4;
-        prefetch_lines(row, std::size_t(block) * 4);
+        prefetch_lines<M, H>(row, std::size_t(block) * 4);
         for (std::size_t r = 0; r < R; ++r) {
           ibatch v = arch::load_lanes(row, r);  // 16 positions x 4 dims
           arch::keep_in_register(v);
@@ -270,7 +274,7 @@ struct kv_format<std::int8_t, M> {
     } else {
       for (index_t dq = 0; dq < dim / 4; ++dq) {
         const S* row = kt + dq * block * 4;
-        prefetch_lines(row, std::size_t(block) * 4);
+        prefetch_lines<M, H>(row, std::size_t(block) * 4);
         for (std::size_t r = 0; r < R; ++r) {
           ibatch v = arch::load_lanes(row, r);
           arch::keep_in_register(v);
@@ -326,7 +330,7 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t c = 0; c < C; ++c) oi[h][c] = ibatch(0);
       for (index_t g = g0; g < g1; ++g) {
         const S* row = v + g * ws * 4;  // 16 dims x 4 positions per register
-        prefetch_lines(row, std::size_t(ws) * 4);
+        prefetch_lines<M, H>(row, std::size_t(ws) * 4);
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
@@ -342,7 +346,7 @@ struct kv_format<std::int8_t, M> {
     } else {
       values_pass<H, C>(g0, g1, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
         const S* row = v + g * ws * 4;
-        prefetch_lines(row, std::size_t(ws) * 4);
+        prefetch_lines<M, H>(row, std::size_t(ws) * 4);
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
