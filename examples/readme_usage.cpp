@@ -1,6 +1,7 @@
 // The README's usage snippet, compiled and run in CI so it cannot rot:
-// a GEMV on resident int8 weights with a fused epilogue, then one step of
-// decode attention on a bf16 KV cache.
+// a GEMV on resident int8 weights with a fused epilogue, a GEMM on packed
+// bf16 weights with an epilogue and a residual, then one step of decode
+// attention on a bf16 KV cache.
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -26,6 +27,18 @@ int main() {
   std::printf("gemv      : %lld x %lld int8, y[0] = %.4f, share 0 lives in %s\n", (long long)N, (long long)K, y[0],
               tstream::to_string(W.share(0).level));
 
+  // GEMM: C (M x N) = A (M x K) B, B packed once (from K x N, or N x K with the tag).
+  const tstream::index_t M = 7;
+  std::vector<float> a(static_cast<std::size_t>(M * K), 0.02f), c(static_cast<std::size_t>(M * N));
+  std::vector<float> r(static_cast<std::size_t>(M * N), 1.f);
+  const tstream::matrix_view<const float> A(a.data(), M, K), R(r.data(), M, N);
+  const tstream::matrix_view<float> C(c.data(), M, N);
+  tstream::gemm_weights<tstream::bf16> B(tstream::n_by_k, tstream::matrix_view<const float>(w.data(), N, K));
+  tstream::gemm(team, tstream::matrix_view<const float>(a.data(), M, K), B, tstream::matrix_view<float>(c.data(), M, N));
+  tstream::gemm(team, A, B, C, vxm::then(vxm::add(tstream::mem::read(bias)), vxm::silu{}),
+                {.alpha = 1.f, .beta = 0.f, .residual = R});  // C = silu(A B + bias) + R
+  std::printf("gemm      : %lld x %lld x %lld bf16, C(0, 0) = %.4f\n", (long long)M, (long long)N, (long long)K, c[0]);
+
   // Decode attention: 32 query heads over 8 KV heads of 128, room for 4096 positions.
   tstream::kv_cache<tstream::bf16> cache(8, 128, 4096);
   std::vector<float> k_token(8 * 128), v_token(8 * 128), q(32 * 128, 0.05f), out(32 * 128);
@@ -40,5 +53,5 @@ int main() {
   plan.run(team, q, out);                                // every token: no allocation
   std::printf("attention : L = %lld, out[0] = %.4f, %.1f KiB of K/V read\n", (long long)cache.size(), out[0],
               double(plan.bytes()) / 1024);
-  return std::isfinite(y[0]) && std::isfinite(out[0]) ? 0 : 1;
+  return std::isfinite(y[0]) && std::isfinite(c[0]) && std::isfinite(out[0]) ? 0 : 1;
 }
