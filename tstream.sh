@@ -62,7 +62,7 @@ run_fuzzers() {
     pids+=($!)
     names+=("$name")
   done
-  for name in gemv attention stream; do
+  for name in gemv gemm attention stream; do
     grep -qw "$name" "$dir/fuzz/fuzzers.txt" || echo "fuzz_$name: NOT BUILT with this compiler (see the CMake warning above)" >&2
   done
   for i in "${!pids[@]}"; do
