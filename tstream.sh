@@ -48,6 +48,13 @@ setup() {
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# Configures, builds and tests one preset (CMakePresets.json).
+build_and_test() {
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" -j "$jobs"
+  ctest --preset "$1" -j "$jobs"
+}
+
 # Fuzzes every target built in build/fuzz for $1 seconds, all at once (each
 # gets its own working corpus, seeded from fuzz/corpus/<name>; crash inputs
 # go to build/fuzz/artifacts). Prints executions per target; fails on a crash.
@@ -97,27 +104,17 @@ case "${1:-}" in
     started=$SECONDS
     step() { echo; echo "==== tstream test: $* ($((SECONDS - started)) s so far)"; }
     step "release build and tests"
-    cmake --preset release
-    cmake --build --preset release -j "$jobs"
-    ctest --preset release -j "$jobs"
+    build_and_test release
     if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
       step "portable paths: tests built for AVX2 (8-lane registers, no AVX-512 dot products)"
-      cmake --preset avx2 >/dev/null
-      cmake --build --preset avx2 -j "$jobs"
-      ctest --preset avx2 -j "$jobs"
+      build_and_test avx2
     fi
     step "AddressSanitizer + UndefinedBehaviorSanitizer"
-    cmake --preset asan >/dev/null
-    cmake --build --preset asan -j "$jobs"
-    ctest --preset asan -j "$jobs"
+    build_and_test asan
     step "ThreadSanitizer (threaded tests)"
-    cmake --preset tsan >/dev/null
-    cmake --build --preset tsan -j "$jobs"
-    ctest --preset tsan -j "$jobs"
+    build_and_test tsan
     step "libFuzzer"
-    cmake --preset fuzz >/dev/null
-    cmake --build --preset fuzz -j "$jobs"
-    ctest --preset fuzz -j "$jobs"
+    build_and_test fuzz
     run_fuzzers "${TSTREAM_FUZZ_SECONDS:-40}"
     step "all passed"
     ;;

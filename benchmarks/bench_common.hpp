@@ -172,12 +172,8 @@ inline double set_rate(benchmark::State& state, const char* name, double work_pe
 /// Bytes per second of a warm streaming sum over a buffer of exactly `bytes`
 /// bytes, each of `threads` pinned members summing its own contiguous slice:
 /// the ceiling for a kernel that reads a buffer of that size once per call.
-/// The median of several short timed repetitions; cached per (bytes, threads)
-/// for the rest of the run, measured at first use.
-double measure_read_bw(std::size_t bytes, int threads);
-
-/// The same measurement taken now, not cached (median of 5 repetitions):
-/// the reference to pair with a kernel timed just before or after it. DRAM
+/// Measured when called (median of 5 repetitions), not cached: the
+/// reference to pair with a kernel timed just before or after it. DRAM
 /// bandwidth on the shared development VMs drifts by +-20% from one second
 /// to the next, so a reference cached minutes earlier can put a DRAM-bound
 /// kernel above 1.0 of it.
@@ -191,7 +187,7 @@ enum class peak_type { f32, bf16, i8 };
 
 /// FLOP/s (OP/s for i8) of `threads` pinned members each running the peak
 /// loop for `type`; 0 when this binary was not compiled for the instruction.
-/// Median of several repetitions, cached like measure_read_bw.
+/// Median of several repetitions, measured at first use and cached for the run.
 double measure_peak_flops(peak_type type, int threads);
 
 // ---------------------------------------------------------------------------

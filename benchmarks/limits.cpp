@@ -1,6 +1,6 @@
 // The machine's limits, measured in this binary: read bandwidth at a
 // footprint (BM_read_bw) and peak multiply-add throughput per type
-// (BM_peak_fma), plus measure_read_bw / measure_peak_flops that other
+// (BM_peak_fma), plus measure_read_bw_fresh / measure_peak_flops that other
 // families divide by to report a fraction of the limit from the same run.
 //
 // Intrinsics are fine here: these are measuring tools, not the library.
@@ -337,10 +337,10 @@ const float* reference_buffer(std::size_t floats) {
   return buf.data();
 }
 
-// A benchmark measures its reference while its own team still exists; that
-// team's workers spin about a millisecond (thread_team's spin_iterations)
-// after their last call before they sleep, and on 2 cores a spinning worker
-// halves a 2-thread reference. Wait until they sleep.
+// A benchmark may measure its reference while its own team still exists;
+// that team's workers spin about a millisecond (thread_team's
+// spin_iterations) after their last call before they sleep, sharing a core
+// with the reference meanwhile. Wait until they sleep.
 void let_spinning_workers_sleep() { std::this_thread::sleep_for(std::chrono::milliseconds(5)); }
 
 double read_bw_now(std::size_t bytes, int threads, int reps) {
@@ -354,16 +354,6 @@ double read_bw_now(std::size_t bytes, int threads, int reps) {
 }
 
 }  // namespace
-
-double measure_read_bw(std::size_t bytes, int threads) {
-  static std::map<std::pair<std::size_t, int>, double> cache;
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  const auto key = std::make_pair(bytes, threads);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
-  const double bw = read_bw_now(bytes, threads, 9);
-  cache.emplace(key, bw);
-  return bw;
-}
 
 double measure_read_bw_fresh(std::size_t bytes, int threads) {
   std::lock_guard<std::mutex> lock(cache_mutex);

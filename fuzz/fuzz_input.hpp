@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <memory>
 
@@ -97,6 +98,16 @@ inline double to_bf16(float f) {
   const double r = std::nearbyint(scaled);     // current rounding mode: to nearest, ties to even
   const double out = std::ldexp(r, e - bits);
   return std::fabs(out) > double(std::numeric_limits<float>::max()) ? std::copysign(INFINITY, out) : out;
+}
+
+/// Equal bits, or both NaN: a NaN's sign and payload depend on which NaN
+/// operand the instruction form picks, which differs between tile and panel
+/// widths (so between splits); documented in docs/bad-input.md.
+inline bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0 || (std::isnan(a) && std::isnan(b)); }
+inline bool same_bits(const float* a, const float* b, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!same_bits(a[i], b[i])) return false;
+  return true;
 }
 
 inline constexpr double u32 = 1.0 / 16777216.0;  // 2^-24, fp32 unit roundoff

@@ -29,14 +29,11 @@ using tstream::matrix_view;
 
 namespace {
 
+using fz::same_bits;
 using fz::team_of;
 
 constexpr float guard = -12345.f;
 constexpr index_t guard_len = 29;
-
-// Equal bits, or both NaN (a NaN's sign and payload follow the operand order
-// of the instruction form, documented in docs/bad-input.md).
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0 || (std::isnan(a) && std::isnan(b)); }
 
 struct call_args {
   int form;       // 0 plain, 1 bias, 2 alpha/beta, 3 silu + residual, 4 unpacked B

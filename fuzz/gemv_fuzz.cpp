@@ -32,19 +32,11 @@ using tstream::precision;
 
 namespace {
 
+using fz::same_bits;
 using fz::team_of;
 
 constexpr float guard = -12345.f;
 constexpr index_t guard_len = 37;
-
-// Equal bits, or both NaN: a NaN's sign and payload depend on which NaN operand
-// the FMA instruction form picks, which differs between panel widths (so
-// between share splits); documented in docs/bad-input.md.
-bool same_bits(const float* a, const float* b, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i)
-    if (!(std::memcmp(a + i, b + i, sizeof(float)) == 0 || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
-  return true;
-}
 
 template <class W>
 void run(fz::input& in, precision mode, int threads, int shares, index_t n, index_t k, int form, index_t m) {

@@ -2,6 +2,7 @@
 // plain loops, over lane counts that are and are not multiples of a register.
 #include <doctest/doctest.h>
 
+#include "reliability/common.hpp"
 #include "tstream/arch/cpu.hpp"
 
 #include <cmath>
@@ -15,11 +16,7 @@ using tstream::vec;
 
 namespace {
 
-// What the kernels' fused multiply-add is: one rounding where the build has
-// FMA instructions, a multiply and an add (two roundings) where it has not.
-inline float ref_fma(float a, float b, float c) {
-  return tstream::arch::compiled_isa().fma ? std::fma(a, b, c) : a * b + c;
-}
+using rel::ref_fma;
 
 template <class T>
 std::vector<T> random_values(std::size_t n, unsigned seed) {

@@ -28,9 +28,7 @@ using rel::random_vector;
 
 namespace {
 
-inline float ref_fma(float a, float b, float c) {
-  return tstream::arch::compiled_isa().fma ? std::fma(a, b, c) : a * b + c;
-}
+using rel::ref_fma;
 
 struct shape { index_t m, n, k; };
 const shape awkward_shapes[] = {{1, 1, 1}, {1, 320, 7}, {7, 5, 3}, {319, 321, 320}, {321, 17, 4097}, {57, 33, 1030}, {16, 95, 2}};

@@ -23,11 +23,7 @@ using tstream::resident_weights;
 
 namespace {
 
-// What the kernels' fused multiply-add is: one rounding where the build has
-// FMA instructions, a multiply and an add (two roundings) where it has not.
-inline float ref_fma(float a, float b, float c) {
-  return tstream::arch::compiled_isa().fma ? std::fma(a, b, c) : a * b + c;
-}
+using rel::ref_fma;
 
 struct shape { index_t n, k; };
 const shape awkward_shapes[] = {{1, 1}, {7, 5}, {1, 4097}, {33, 3}, {319, 321}, {320, 320}, {321, 4097}, {700, 67}};

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tstream/arch/cpu.hpp"
 #include "tstream/core/error.hpp"
 
 namespace rel {
@@ -28,6 +29,12 @@ std::string error_of(F&& f) {
     return std::string("other exception: ") + e.what();
   }
   return "no error";
+}
+
+/// What the kernels' fused multiply-add is: one rounding where the build has
+/// FMA instructions, a multiply and an add (two roundings) where it has not.
+inline float ref_fma(float a, float b, float c) {
+  return tstream::arch::compiled_isa().fma ? std::fma(a, b, c) : a * b + c;
 }
 
 inline std::vector<float> random_vector(std::size_t n, unsigned seed, float lo = -1.f, float hi = 1.f) {

@@ -179,50 +179,6 @@ inline void store_low_bytes(std::uint8_t* p, const batch<std::int32_t, Arch>& v)
   for (std::size_t i = 0; i < W; ++i) p[i] = static_cast<std::uint8_t>(tmp[i]);
 }
 
-/// W consecutive bf16 (as raw 16-bit patterns) widened to fp32, exactly.
-template <class Arch = native>
-[[nodiscard]] inline batch<float, Arch> load_bf16(const std::uint16_t* p) noexcept {
-  constexpr std::size_t W = width<float, Arch>;
-#if defined(__AVX512F__)
-  if constexpr (W == 16)
-    return batch<float, Arch>(_mm512_castsi512_ps(
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
-#endif
-#if defined(__AVX2__)
-  if constexpr (W == 8)
-    return batch<float, Arch>(_mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
-#endif
-  alignas(64) std::int32_t tmp[W];
-  for (std::size_t i = 0; i < W; ++i) tmp[i] = std::int32_t(std::uint32_t(p[i]) << 16);
-  return xsimd::bitwise_cast<batch<float, Arch>>(batch<std::int32_t, Arch>::load_aligned(tmp));
-}
-
-/// W consecutive int8 widened to fp32, exactly.
-template <class Arch = native>
-[[nodiscard]] inline batch<float, Arch> load_i8(const std::int8_t* p) noexcept {
-  constexpr std::size_t W = width<float, Arch>;
-#if defined(__AVX512F__)
-  if constexpr (W == 16)
-    return batch<float, Arch>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))));
-#endif
-#if defined(__AVX2__)
-  if constexpr (W == 8)
-    return batch<float, Arch>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))));
-#endif
-  alignas(64) float tmp[W];
-  for (std::size_t i = 0; i < W; ++i) tmp[i] = float(p[i]);
-  return batch<float, Arch>::load_aligned(tmp);
-}
-
-/// W consecutive elements of S (float, bf16 bits or int8) as fp32.
-template <class S, class Arch = native>
-[[nodiscard]] inline batch<float, Arch> load_as_float(const S* p) noexcept {
-  if constexpr (std::is_same_v<S, float>) return batch<float, Arch>::load_unaligned(p);
-  else if constexpr (std::is_same_v<S, std::uint16_t>) return load_bf16<Arch>(p);
-  else return load_i8<Arch>(p);
-}
-
 /// Makes the compiler hold v in a register from here on. Without it, GCC
 /// folds a load shared by several FMAs into each FMA's memory operand, and
 /// a kernel whose loads feed four heads becomes load-port bound.
@@ -250,15 +206,6 @@ template <class Arch>
   float m = lanes[0];
   for (std::size_t i = 1; i < width<float, Arch>; ++i) m = lanes[i] > m ? lanes[i] : m;
   return m;
-}
-
-/// Hint that the line at p will be read soon (into L1).
-inline void prefetch_l1(const void* p) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  __builtin_prefetch(p, 0, 3);
-#else
-  (void)p;
-#endif
 }
 
 /// Hint that the line at p will be read later (into L2).

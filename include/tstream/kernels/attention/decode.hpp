@@ -117,17 +117,19 @@ struct prob_tile {
 // probabilities. One per (stored type, precision).
 //   scores<H>(cache, blk, qt, s)    s[h][r] = q_h . K(position) for the 64 positions
 //   probs<H>(cache, blk, pt)        converts pt.p into what values() reads
-//   values<H, C>(...)               acc = alpha acc + p V over a dim slice
+//   values<H, C>(cache, blk, d0, pt, acc)
+//                                   acc = pt.alpha acc + p V over the V slice at d0,
+//                                   positions [pt.lo, pt.hi)
 template <kv_type T, precision M>
 struct kv_format;
 
 // Shared driver of the V pass: o[h][c] starts at alpha_h acc, `step` adds
 // one group of positions, the result goes back to acc.
 template <std::size_t H, std::size_t C, class Step>
-inline void values_pass(index_t g0, index_t g1, index_t d0, const float* alpha, float* const* acc, Step step) noexcept {
+inline void values_pass(index_t g0, index_t g1, index_t d0, const prob_tile& pt, float* const* acc, Step step) noexcept {
   fbatch o[H][C];
   for (std::size_t h = 0; h < H; ++h)
-    for (std::size_t c = 0; c < C; ++c) o[h][c] = fbatch::load_unaligned(acc[h] + d0 + index_t(c * W)) * fbatch(alpha[h]);
+    for (std::size_t c = 0; c < C; ++c) o[h][c] = fbatch::load_unaligned(acc[h] + d0 + index_t(c * W)) * fbatch(pt.alpha[h]);
   for (index_t g = g0; g < g1; ++g) step(g, o);
   for (std::size_t h = 0; h < H; ++h)
     for (std::size_t c = 0; c < C; ++c) o[h][c].store_unaligned(acc[h] + d0 + index_t(c * W));
@@ -156,11 +158,11 @@ struct kv_format<float, M> {
   template <std::size_t H>
   static void probs(const kv_cache<float>&, const std::byte*, prob_tile&) noexcept {}
   template <std::size_t H, std::size_t C>
-  static void values(const kv_cache<float>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
-                     const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
+  static void values(const kv_cache<float>& kc, const std::byte* blk, index_t d0, const prob_tile& pt,
+                     float* const* acc) noexcept {
     const index_t ws = kc.slice_width(d0);
     const float* v = kc.values(blk) + d0 * block;  // this slice: [position][ws]
-    values_pass<H, C>(lo, hi, d0, alpha, acc, [&](index_t pos, fbatch(&o)[H][C]) {
+    values_pass<H, C>(pt.lo, pt.hi, d0, pt, acc, [&](index_t pos, fbatch(&o)[H][C]) {
       prefetch_lines<M, H>(v + pos * ws, std::size_t(ws) * 4);
       fbatch x[C];
       for (std::size_t c = 0; c < C; ++c) {
@@ -213,11 +215,12 @@ struct kv_format<bf16, M> {
                                  arch::to_bf16_bits(fbatch::load_aligned(&pt.p[h][r * W])));
   }
   template <std::size_t H, std::size_t C>
-  static void values(const kv_cache<bf16>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
-                     const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
+  static void values(const kv_cache<bf16>& kc, const std::byte* blk, index_t d0, const prob_tile& pt,
+                     float* const* acc) noexcept {
+    const index_t lo = pt.lo, hi = pt.hi;
     const index_t ws = kc.slice_width(d0);
     const S* v = kc.values(blk) + d0 * block;  // this slice: [position / 2][ws][2]
-    values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
+    values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
       const S* row = v + g * ws * 2;  // 16 dims x (position even, position odd) per register
       prefetch_lines<M, H>(row, std::size_t(ws) * 4);
       // A pair straddling [lo, hi) has a position outside it: zero that half,
@@ -319,8 +322,9 @@ struct kv_format<std::int8_t, M> {
     }
   }
   template <std::size_t H, std::size_t C>
-  static void values(const kv_cache<std::int8_t>& kc, const std::byte* blk, index_t lo, index_t hi, index_t d0,
-                     const prob_tile& pt, const float* alpha, float* const* acc) noexcept {
+  static void values(const kv_cache<std::int8_t>& kc, const std::byte* blk, index_t d0, const prob_tile& pt,
+                     float* const* acc) noexcept {
+    const index_t lo = pt.lo, hi = pt.hi;
     const index_t ws = kc.slice_width(d0);
     const S* v = kc.values(blk) + d0 * block;  // this slice: [position / 4][ws][4]
     const index_t g0 = lo / 4, g1 = (hi + 3) / 4;
@@ -340,11 +344,11 @@ struct kv_format<std::int8_t, M> {
       for (std::size_t h = 0; h < H; ++h)
         for (std::size_t c = 0; c < C; ++c) {
           float* a = acc[h] + d0 + index_t(c * W);
-          const fbatch o = fbatch::load_unaligned(a) * fbatch(alpha[h]);
+          const fbatch o = fbatch::load_unaligned(a) * fbatch(pt.alpha[h]);
           arch::fma(xsimd::to_float(oi[h][c]), fbatch(pt.scale[h]), o).store_unaligned(a);
         }
     } else {
-      values_pass<H, C>(g0, g1, d0, alpha, acc, [&](index_t g, fbatch(&o)[H][C]) {
+      values_pass<H, C>(g0, g1, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
         const S* row = v + g * ws * 4;
         prefetch_lines<M, H>(row, std::size_t(ws) * 4);
         for (std::size_t c = 0; c < C; ++c) {
@@ -367,16 +371,15 @@ struct kv_format<std::int8_t, M> {
 
 // acc over all of head_dim, one pass per V slice (the last may be narrower).
 template <class F, std::size_t H, kv_type T>
-inline void values_all(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t hi, const prob_tile& pt,
-                       const float* alpha, float* const* acc) noexcept {
+inline void values_all(const kv_cache<T>& kc, const std::byte* blk, const prob_tile& pt, float* const* acc) noexcept {
   const index_t dim = kc.head_dim();
   constexpr index_t step = index_t(dim_regs * W);
   static_assert(step == kv_cache<T>::value_slice, "one values pass covers one V slice");
   index_t d0 = 0;
-  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, blk, lo, hi, d0, pt, alpha, acc);
+  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, blk, d0, pt, acc);
   const std::size_t rest = std::size_t(dim - d0) / W;  // head_dim is a multiple of 16, so of W
   [&]<std::size_t... C>(std::index_sequence<C...>) {
-    ((rest == C + 1 ? F::template values<H, C + 1>(kc, blk, lo, hi, d0, pt, alpha, acc) : void()), ...);
+    ((rest == C + 1 ? F::template values<H, C + 1>(kc, blk, d0, pt, acc) : void()), ...);
   }(std::make_index_sequence<dim_regs - 1>{});
 }
 
@@ -449,7 +452,7 @@ void run_blocks(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, co
     const std::byte* blk = kc.block_data(kvh, b);
     softmax_step<T, M, H>(kc, blk, std::max<index_t>(plo - b * block, 0), std::min<index_t>(phi - b * block, block), qt,
                           c, st, pt);
-    values_all<F, H>(kc, blk, pt.lo, pt.hi, pt, pt.alpha, accs);
+    values_all<F, H>(kc, blk, pt, accs);
   }
 }
 
