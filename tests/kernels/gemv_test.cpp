@@ -360,3 +360,48 @@ TEST_CASE("quantize_rows: codes and scales match the definition") {
   }
   CHECK(q.scale[2] == 0.f);
 }
+
+TEST_CASE("activation encodings: the vectorized bf16 rounding and u8 quantization give the scalar definitions' bits") {
+  // Ties of the u8 rounding (+-k.5 after scaling), values past the clamp,
+  // zeros, denormals, and lengths around the register width.
+  std::vector<float> x = rel::random_vector(131, 7u, -3.f, 3.f);
+  const float ties[] = {0.5f, -0.5f, 1.5f, -2.5f, 126.5f, -126.5f, 0.f, -0.f, 1e-40f, -1e-40f, 3.f, -3.f};
+  for (std::size_t i = 0; i < std::size(ties); ++i) x[i * 9] = ties[i] * 3.f / 127.f;
+  for (index_t n : {0, 1, 7, 15, 16, 17, 33, 131}) {
+    CAPTURE(n);
+    std::vector<std::uint16_t> half(std::size_t(n) + 1, 0xBEEF);
+    tstream::detail::round_bf16(x.data(), n, half.data());
+    for (index_t i = 0; i < n; ++i) REQUIRE(half[std::size_t(i)] == bf16::from_float(x[std::size_t(i)]));
+    CHECK(half[std::size_t(n)] == 0xBEEF);  // nothing past n
+
+    const float inv = 127.f / 3.f;
+    std::vector<std::uint8_t> codes(std::size_t(n) + 1, 0xAB);
+    tstream::detail::quantize_u8(x.data(), n, inv, codes.data());
+    for (index_t i = 0; i < n; ++i)
+      REQUIRE(codes[std::size_t(i)] == std::uint8_t(tstream::quantize_value(x[std::size_t(i)], inv) + 128));
+    CHECK(codes[std::size_t(n)] == 0xAB);
+
+    // The whole encoding: scale max|x| / 127 and the codes at its inverse.
+    float amax = 0;
+    for (index_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[std::size_t(i)]));
+    const float scale = tstream::detail::quantize_activations(x.data(), n, codes.data());
+    const float want_inv = tstream::inverse_scale(amax, 127.f);
+    CHECK(scale == (want_inv > 0 ? amax / 127.f : 0.f));
+    for (index_t i = 0; i < n; ++i)
+      REQUIRE(codes[std::size_t(i)] ==
+              (want_inv > 0 ? std::uint8_t(tstream::quantize_value(x[std::size_t(i)], want_inv) + 128) : std::uint8_t(128)));
+  }
+  // A non-finite value: NaN scale and all-zero codes (128), past the register width too.
+  for (float bad : {rel::qnan, rel::inf, -rel::inf}) {
+    std::vector<float> y = rel::random_vector(37, 3u);
+    y[33] = bad;
+    std::vector<std::uint8_t> codes(37, 0);
+    CHECK(std::isnan(tstream::detail::quantize_activations(y.data(), 37, codes.data())));
+    for (auto c : codes) REQUIRE(c == 128);
+  }
+  // Below the quantization floor: scale 0, codes 128.
+  std::vector<float> tiny(20, 1e-31f);
+  std::vector<std::uint8_t> codes(20, 0);
+  CHECK(tstream::detail::quantize_activations(tiny.data(), 20, codes.data()) == 0.f);
+  for (auto c : codes) REQUIRE(c == 128);
+}
