@@ -23,17 +23,10 @@
 
 namespace tstream::detail::gemm {
 
-/// A as the micro-kernels read it: micro-panel p at data + p * MR * groups.
-template <class Atom>
-struct activations {
-  const typename Atom::a_type* data = nullptr;
-  index_t groups = 0;                // k-groups per micro-panel
-  const float* row_scale = nullptr;  // int8: A(i, :) ~= row_scale[i] * (code - 128)
-};
-
-/// Packs the micro-panels [p0, p1) of A (rows p * MR .. + MR) into dst, K
-/// zero-padded to `groups` k-groups; int8 also writes row_scale[i] for
-/// each row i. Rows past A's end are left unwritten (no kernel reads them).
+/// Packs the micro-panels [p0, p1) of A (rows p * MR .. + MR) into dst
+/// (micro-panel p at dst + (p - p0) * MR * groups), K zero-padded to
+/// `groups` k-groups; int8 also writes row_scale[(p - p0) * MR + r] for
+/// each row. Rows past A's end are left unwritten (no kernel reads them).
 template <class Atom>
 void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, typename Atom::a_type* dst,
             float* row_scale) noexcept {
@@ -45,7 +38,7 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
   thread_local std::vector<word> row_words;
   if (index_t(row_words.size()) < MR * groups) row_words.resize(std::size_t(MR * groups));
   for (index_t p = p0; p < p1; ++p) {
-    word* panel = dst + p * MR * groups;
+    word* panel = dst + (p - p0) * MR * groups;
     const index_t rows = std::min(MR, A.rows() - p * MR);
     const word* src_rows[MR] = {};
     for (index_t r = 0; r < rows; ++r) {
@@ -60,7 +53,7 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
         src = row_words.data() + r * groups;
       } else {
         auto* codes = reinterpret_cast<std::uint8_t*>(row_words.data() + r * groups);  // little-endian: k = 4g + byte
-        row_scale[p * MR + r] = quantize_activations(x, K, codes);  // NaN when the row is not finite
+        row_scale[(p - p0) * MR + r] = quantize_activations(x, K, codes);  // NaN when the row is not finite
         for (index_t k = K; k < kp; ++k) codes[k] = 128;
         src = row_words.data() + r * groups;
       }

@@ -11,7 +11,8 @@
 // and panels inner (K blocks of kc_long). Each tile prefetches the next
 // tile's B micro-panel into L2.
 // A is packed per call into MR-row micro-panels (rounded to bf16 or
-// quantized on the way). Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
+// quantized on the way), by each member for the rows its part of C needs,
+// one M block at a time right before its first use. Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
 // between K blocks; the last K block finishes each tile in registers
 // (dequantize, alpha, beta) and stores it to C, and the epilogue stage then
 // runs over the mc x nc block of C while it is still in L1/L2.
@@ -154,7 +155,7 @@ T* scratch(std::size_t n) {
 // Everything a member needs for its part of C.
 template <class Atom, class Wt, class Epilogue>
 struct problem {
-  activations<Atom> a;
+  matrix_view<const float> a;  // unpacked: each member packs the rows it needs
   const gemm_weights<Wt>* b;
   float* c;
   index_t ldc, m, n;
@@ -182,8 +183,16 @@ void epilogue_pass(const problem<Atom, Wt, Epilogue>& pr, index_t i0, index_t i1
   }
 }
 
+// Where a member packs its rows of A: micro-panel part.m_begin + i at
+// data + i * MR * groups (int8 row scales at scale + i * MR).
+template <class Atom>
+struct member_a {
+  typename Atom::a_type* data = nullptr;
+  float* scale = nullptr;
+};
+
 template <class Atom, class Wt, class Epilogue>
-void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
+void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, const member_a<Atom>& a) {
   using acc_value = typename Atom::acc_type::value_type;
   constexpr index_t G = index_t(Atom::group);
   if (part.m_begin >= part.m_end || part.n_begin >= part.n_end) return;
@@ -213,6 +222,11 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
     const index_t jn = std::min(ncp, part.n_end - jc);
     for (index_t mb = 0; mb < m_blocks; ++mb) {
       const index_t ic = part.m_begin + m_span * mb / m_blocks, im = part.m_begin + m_span * (mb + 1) / m_blocks - ic;
+      // The M block's rows of A, packed by this member when first needed
+      // (then hot in L2 for the first N block).
+      if (jc == part.n_begin)
+        pack_a<Atom>(pr.a, kg, ic, ic + im, a.data + (ic - part.m_begin) * MR * kg,
+                     a.scale ? a.scale + (ic - part.m_begin) * MR : nullptr);
       for (index_t pc = 0; pc < kg; pc += kc) {
         t.groups = std::min(kc, kg - pc);
         t.first = pc == 0;
@@ -226,10 +240,10 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
             t.b_sum = B.col_sums() + p * NR;
           }
           const index_t mp = ic + ir, row0 = mp * MR;
-          t.a = pr.a.data + mp * MR * pr.a.groups + pc * MR;
+          t.a = a.data + (mp - part.m_begin) * MR * kg + pc * MR;
           t.partial = partial ? partial + (jr * mcp + ir) * MR * NR : nullptr;
           t.c = pr.c + row0 * pr.ldc + p * NR;
-          if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = pr.a.row_scale + row0;
+          if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = a.scale + (mp - part.m_begin) * MR;
           table[std::size_t(std::min(MR, pr.m - row0) - 1)](t);
         };
         // Few micro-panels of A (small M): B micro-panel outer, each read
@@ -273,7 +287,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
                 t.pf = reinterpret_cast<const char*>(B.panel(jc + jr + 1) + pc * NR * G);
                 t.pf_lines = 2;
               } else if (ir + 1 < im) {  // the next A micro-panel
-                t.pf = reinterpret_cast<const char*>(pr.a.data + (ic + ir + 1) * MR * pr.a.groups + pc * MR);
+                t.pf = reinterpret_cast<const char*>(a.data + (ic + ir + 1 - part.m_begin) * MR * kg + pc * MR);
                 t.pf_lines = 1;
               }
               run_tile(jr, ir);
@@ -285,29 +299,42 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part) {
   }
 }
 
-// Prepares A (packing on the team when it is large), then runs every member's part.
+// Runs every member's part. Each member packs the rows of A its part needs
+// into its own region of one buffer: no member reads what another wrote
+// (with A packed once on the team and shared, 256^3 on 2 threads spent
+// 85 us of 295 packing and more reading the other core's half, against
+// 11 us of 332 on 1 thread), and no second hand-off. With N split over
+// members, each packs all of A: M K words against M N K / members FMAs.
 template <class Wt, class Epilogue>
 void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
          const Epilogue& epilogue, const gemm_options& opt) {
   using Atom = atom_for<Wt>;
   using a_type = typename Atom::a_type;
-  const index_t M = A.rows(), m_panels = (M + MR - 1) / MR;
-  problem<Atom, Wt, Epilogue> pr{{}, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
-  // Always packed, even for a few rows: rows of A read in place sit ld
-  // apart, and with ld a multiple of 4 KiB all 14 of them land in one L1 set
-  // (measured: 0.47 of peak in place against 0.72 packed at 32 x 4096 x 4096).
-  const index_t groups = B.groups();
-  a_type* buf = scratch<a_type, 1>(checked_mul(std::size_t(m_panels * MR), std::size_t(groups), "gemm", "A"));
-  float* scale = std::is_same_v<Wt, std::int8_t> ? scratch<float, 2>(std::size_t(m_panels * MR)) : nullptr;
-  const auto pack_share = [&](int member, int members) {
-    pack_a<Atom>(A, groups, m_panels * member / members, m_panels * (member + 1) / members, buf, scale);
-  };
-  // Small A: one thread packs it faster than a team hand-off.
-  if (team.size() == 1 || M * groups < (index_t(1) << 15)) pack_share(0, 1);
-  else team.run([&](int member) { pack_share(member, team.size()); });
-  pr.a = {buf, groups, scale};
-  const index_t n_panels = B.panels();
-  team.run([&](int member) { run_part(pr, split_gemm(m_panels, n_panels, team.size(), member)); });
+  constexpr bool scaled = std::is_same_v<Wt, std::int8_t>;
+  const index_t M = A.rows(), m_panels = (M + MR - 1) / MR, n_panels = B.panels(), groups = B.groups();
+  const problem<Atom, Wt, Epilogue> pr{A, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
+  // Regions rounded to 4 KiB so members never share a cache line (or page).
+  constexpr std::size_t align_words = 1024;
+  const int T = team.size();
+  std::size_t words = 0, scales = 0;
+  for (int m = 0; m < T; ++m) {
+    const gemm_part part = split_gemm(m_panels, n_panels, T, m);
+    const std::size_t rows = std::size_t(std::max<index_t>(0, part.m_end - part.m_begin) * MR);
+    words += (checked_mul(rows, std::size_t(groups), "gemm", "A") + align_words - 1) / align_words * align_words;
+    scales += (rows + 15) / 16 * 16;
+  }
+  a_type* buf = scratch<a_type, 1>(words);
+  float* scale = scaled ? scratch<float, 2>(scales) : nullptr;
+  team.run([&](int member) {
+    member_a<Atom> a{buf, scale};
+    for (int m = 0; m < member; ++m) {  // this member's region: after those of the members before it
+      const gemm_part part = split_gemm(m_panels, n_panels, T, m);
+      const std::size_t rows = std::size_t(std::max<index_t>(0, part.m_end - part.m_begin) * MR);
+      a.data += (rows * std::size_t(groups) + align_words - 1) / align_words * align_words;
+      if (scaled) a.scale += (rows + 15) / 16 * 16;
+    }
+    run_part(pr, split_gemm(m_panels, n_panels, T, member), a);
+  });
 }
 
 inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) noexcept {
