@@ -3,14 +3,18 @@
 // Why our own pool and not OpenMP: the team is created once and replayed for
 // every call (a static schedule: member i always runs share i), its workers
 // are pinned so a member's weight share stays in that core's caches, and the
-// hand-off is one atomic increment that spinning workers see within
-// nanoseconds. BM_dispatch in benchmarks/ measures the empty-call overhead
-// against an OpenMP parallel region in the same binary.
+// hand-off is one store that spinning workers see within nanoseconds: the
+// job and its epoch share one cache line written only by the caller, and
+// each worker reports on a line of its own (two cross-core transfers per
+// call; a shared countdown took four). BM_dispatch in benchmarks/ measures
+// the empty-call overhead against an OpenMP parallel region in the same
+// binary.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -57,6 +61,7 @@ class thread_team {
     const unsigned hw = std::thread::hardware_concurrency();
     if (hw != 0 && unsigned(threads) > hw) opt_.spin_iterations = 0;  // oversubscribed: never spin
     cpus_ = process_cpus();
+    done_ = std::make_unique<done_slot[]>(std::size_t(threads));
     const bool can_pin = !cpus_.empty() && std::size_t(threads) <= cpus_.size();
     if (can_pin && opt_.pin_caller) pin_this_thread(0);
     try {
@@ -87,17 +92,17 @@ class thread_team {
     detail::require(!inside_run(), "thread_team::run", "called from inside a running team job (nesting is not supported)");
     std::lock_guard<std::mutex> lock(run_mutex_);
     if (size_ == 1) { call_guarded(f, 0); rethrow(); return; }
-    job_ = [](void* ctx, int m) { (*static_cast<std::remove_reference_t<F>*>(ctx))(m); };
-    ctx_ = const_cast<void*>(static_cast<const void*>(&f));
-    pending_.store(size_ - 1, std::memory_order_relaxed);
-    epoch_.fetch_add(1, std::memory_order_release);  // publishes job_ and ctx_
-    epoch_.notify_all();
+    job_.fn = [](void* ctx, int m) { (*static_cast<std::remove_reference_t<F>*>(ctx))(m); };
+    job_.ctx = const_cast<void*>(static_cast<const void*>(&f));
+    const std::uint32_t e = job_.epoch.load(std::memory_order_relaxed) + 1;
+    job_.epoch.store(e, std::memory_order_release);  // publishes fn and ctx
+    job_.epoch.notify_all();                         // a system call only if a worker sleeps
     call_guarded(f, 0);
-    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-      if (i < opt_.spin_iterations) arch::cpu_relax();
-      else {
-        const int p = pending_.load(std::memory_order_acquire);
-        if (p != 0) pending_.wait(p, std::memory_order_acquire);
+    int spins = 0;
+    for (int m = 1; m < size_; ++m) {
+      for (std::uint32_t d; (d = done_[std::size_t(m)].epoch.load(std::memory_order_acquire)) != e;) {
+        if (spins < opt_.spin_iterations) ++spins, arch::cpu_relax();
+        else done_[std::size_t(m)].epoch.wait(d, std::memory_order_acquire);
       }
     }
     rethrow();
@@ -105,9 +110,9 @@ class thread_team {
 
  private:
   void stop_workers() noexcept {
-    stop_.store(true, std::memory_order_relaxed);
-    epoch_.fetch_add(1, std::memory_order_release);
-    epoch_.notify_all();
+    job_.stop = true;  // published by the epoch store below
+    job_.epoch.store(job_.epoch.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    job_.epoch.notify_all();
     for (auto& w : workers_) w.join();
   }
 
@@ -136,21 +141,21 @@ class thread_team {
   }
 
   void worker_loop(int m) {
-    std::uint64_t seen = 0;
+    std::uint32_t seen = 0;
     for (;;) {
-      std::uint64_t e = epoch_.load(std::memory_order_acquire);
+      std::uint32_t e = job_.epoch.load(std::memory_order_acquire);
       for (int i = 0; e == seen && i < opt_.spin_iterations; ++i) {
         arch::cpu_relax();
-        e = epoch_.load(std::memory_order_acquire);
+        e = job_.epoch.load(std::memory_order_acquire);
       }
       while (e == seen) {
-        epoch_.wait(seen, std::memory_order_acquire);
-        e = epoch_.load(std::memory_order_acquire);
+        job_.epoch.wait(seen, std::memory_order_acquire);
+        e = job_.epoch.load(std::memory_order_acquire);
       }
       seen = e;
-      if (stop_.load(std::memory_order_relaxed)) return;
-      auto job = job_;
-      void* ctx = ctx_;
+      if (job_.stop) return;
+      auto job = job_.fn;
+      void* ctx = job_.ctx;
       inside_run() = true;
       try {
         job(ctx, m);
@@ -159,7 +164,8 @@ class thread_team {
         if (!error_) error_ = std::current_exception();
       }
       inside_run() = false;
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+      done_[std::size_t(m)].epoch.store(e, std::memory_order_release);
+      done_[std::size_t(m)].epoch.notify_one();
     }
   }
 
@@ -199,11 +205,21 @@ class thread_team {
   std::vector<std::thread> workers_;
   std::mutex run_mutex_, error_mutex_;
   std::exception_ptr error_;
-  void (*job_)(void*, int) = nullptr;
-  void* ctx_ = nullptr;
-  alignas(64) std::atomic<std::uint64_t> epoch_{0};
-  alignas(64) std::atomic<int> pending_{0};
-  std::atomic<bool> stop_{false};
+  // Written by the caller only; fn, ctx and stop are published by the
+  // release store of epoch (32 bits: libstdc++ waits on it directly, where
+  // a 64-bit atomic's notify adds a locked increment on a shared table).
+  struct alignas(64) job_slot {
+    std::atomic<std::uint32_t> epoch{0};
+    void (*fn)(void*, int) = nullptr;
+    void* ctx = nullptr;
+    bool stop = false;
+  };
+  // Written by one worker only: the last epoch it finished.
+  struct alignas(64) done_slot {
+    std::atomic<std::uint32_t> epoch{0};
+  };
+  job_slot job_;
+  std::unique_ptr<done_slot[]> done_;
 };
 
 }  // namespace tstream
