@@ -78,13 +78,14 @@ inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice
 //     0.72): the hardware prefetcher keeps up with a few FMAs per line.
 //   bf16: none for one head per tile (MHA: 180-210 against 140) and for the
 //     fast mode; 16 KiB for the exact GQA tile (4 heads, widening: ~10%).
-//   int8 (either mode, GQA or MHA): 16 KiB (15-30% more): per byte it does
-//     the most work (widening or scales, and a softmax per 64 positions of
-//     a quarter the size), so it keeps the fewest demand misses in flight.
+//   int8: none, since its scales sit between K^T and V (kv_cache.hpp) and
+//     each block is one forward stream (MHA fast, L = 16384: 0.86 of the
+//     bandwidth without, 0.68 with; before, with the scales after V, it
+//     needed the prefetch to reach 0.58).
 // (With 4 KiB pages fp32 wanted the prefetch too: 0.54 without, 0.84 with.)
 template <class S, precision M, std::size_t H>
 inline constexpr std::size_t prefetch_distance =
-    std::is_same_v<S, std::int8_t> || (std::is_same_v<S, std::uint16_t> && M == precision::exact && H > 1) ? 16384 : 0;
+    std::is_same_v<S, std::uint16_t> && M == precision::exact && H > 1 ? 16384 : 0;
 
 template <precision M, std::size_t H, class S>
 inline void prefetch_lines(const S* p, std::size_t bytes) noexcept {
