@@ -313,25 +313,30 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   constexpr bool scaled = std::is_same_v<Wt, std::int8_t>;
   const index_t M = A.rows(), m_panels = (M + MR - 1) / MR, n_panels = B.panels(), groups = B.groups();
   const problem<Atom, Wt, Epilogue> pr{A, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
-  // Regions rounded to 4 KiB so members never share a cache line (or page).
-  constexpr std::size_t align_words = 1024;
+  // Member m's region: its rows of A (all K groups) and their int8 scales,
+  // rounded to 4 KiB (and 64 bytes) so members never share a cache line.
   const int T = team.size();
-  std::size_t words = 0, scales = 0;
-  for (int m = 0; m < T; ++m) {
+  const auto region = [&](int m) {
     const gemm_part part = split_gemm(m_panels, n_panels, T, m);
     const std::size_t rows = std::size_t(std::max<index_t>(0, part.m_end - part.m_begin) * MR);
-    words += (checked_mul(rows, std::size_t(groups), "gemm", "A") + align_words - 1) / align_words * align_words;
-    scales += (rows + 15) / 16 * 16;
+    constexpr std::size_t page_words = 1024;
+    return std::pair{(checked_mul(rows, std::size_t(groups), "gemm", "A") + page_words - 1) / page_words * page_words,
+                     (rows + 15) / 16 * 16};
+  };
+  std::size_t words = 0, scales = 0;
+  for (int m = 0; m < T; ++m) {
+    const auto [w, sc] = region(m);
+    words += w;
+    scales += sc;
   }
   a_type* buf = scratch<a_type, 1>(words);
   float* scale = scaled ? scratch<float, 2>(scales) : nullptr;
   team.run([&](int member) {
     member_a<Atom> a{buf, scale};
-    for (int m = 0; m < member; ++m) {  // this member's region: after those of the members before it
-      const gemm_part part = split_gemm(m_panels, n_panels, T, m);
-      const std::size_t rows = std::size_t(std::max<index_t>(0, part.m_end - part.m_begin) * MR);
-      a.data += (rows * std::size_t(groups) + align_words - 1) / align_words * align_words;
-      if (scaled) a.scale += (rows + 15) / 16 * 16;
+    for (int m = 0; m < member; ++m) {  // after the regions of the members before it
+      const auto [w, sc] = region(m);
+      a.data += w;
+      if (scaled) a.scale += sc;
     }
     run_part(pr, split_gemm(m_panels, n_panels, T, member), a);
   });
