@@ -187,8 +187,11 @@ enum class peak_type { f32, bf16, i8 };
 
 /// FLOP/s (OP/s for i8) of `threads` pinned members each running the peak
 /// loop for `type`; 0 when this binary was not compiled for the instruction.
-/// Median of several repetitions, measured at first use and cached for the run.
-double measure_peak_flops(peak_type type, int threads);
+/// Median of 5 repetitions, measured when called (about 10 ms), not cached:
+/// the host's load moves the 2-core peak between 70 and 220 GFLOP/s from
+/// one minute to the next, so a kernel's frac_of_peak pairs its time with
+/// a peak measured right after it.
+double measure_peak_flops_fresh(peak_type type, int threads);
 
 // ---------------------------------------------------------------------------
 // GEMV: shapes, weight types, names and counters, shared by every GEMV

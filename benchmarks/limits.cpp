@@ -1,6 +1,6 @@
 // The machine's limits, measured in this binary: read bandwidth at a
 // footprint (BM_read_bw) and peak multiply-add throughput per type
-// (BM_peak_fma), plus measure_read_bw_fresh / measure_peak_flops that other
+// (BM_peak_fma), plus measure_read_bw_fresh / measure_peak_flops_fresh that other
 // families divide by to report a fraction of the limit from the same run.
 //
 // Intrinsics are fine here: these are measuring tools, not the library.
@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -360,21 +359,14 @@ double measure_read_bw_fresh(std::size_t bytes, int threads) {
   return read_bw_now(bytes, threads, 5);
 }
 
-double measure_peak_flops(peak_type type, int threads) {
-  static std::map<std::pair<peak_type, int>, double> cache;
+double measure_peak_flops_fresh(peak_type type, int threads) {
   std::lock_guard<std::mutex> lock(cache_mutex);
-  const auto key = std::make_pair(type, threads);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
   const double flop = flop_per_run(type) * threads;
-  double r = 0;
-  if (flop > 0) {
-    let_spinning_workers_sleep();
-    pinned_team pt(threads);
-    peak_run(pt.team, type);
-    r = median_rate(flop, 7, [&] { peak_run(pt.team, type); });
-  }
-  cache.emplace(key, r);
-  return r;
+  if (flop <= 0) return 0;
+  let_spinning_workers_sleep();
+  pinned_team pt(threads);
+  peak_run(pt.team, type);
+  return median_rate(flop, 5, [&] { peak_run(pt.team, type); });
 }
 
 void register_limits() {
