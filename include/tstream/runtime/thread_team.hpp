@@ -214,7 +214,8 @@ class thread_team {
     void* ctx = nullptr;
     bool stop = false;
   };
-  // Written by one worker only: the last epoch it finished.
+  // Written by one worker only: the last epoch it finished (indexed by
+  // member; slot 0, the caller, is unused).
   struct alignas(64) done_slot {
     std::atomic<std::uint32_t> epoch{0};
   };

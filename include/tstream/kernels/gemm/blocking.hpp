@@ -58,9 +58,8 @@ struct gemm_part {
 /// does itself (a micro-panel of A counted as two tiles: measured on 2
 /// threads, 256^3 and 512^3 then split rows, 0.65-0.81 -> 0.84-0.94 of
 /// peak; 1024^3 also does, at the same speed; M <= 42 keeps splitting
-/// columns). Ties go to fewer row
-/// splits, since every row split reads B once more. Members past the grid
-/// get an empty part.
+/// columns). Ties go to fewer row splits, since every row split reads B
+/// once more. Members past the grid get an empty part.
 [[nodiscard]] inline gemm_part split_gemm(index_t m_panels, index_t n_panels, int members, int member) noexcept {
   constexpr index_t pack_cost = 2;  // tiles per packed micro-panel of A
   index_t best_tm = 1, best_cost = -1;

@@ -12,10 +12,11 @@
 // tile's B micro-panel into L2.
 // A is packed per call into MR-row micro-panels (rounded to bf16 or
 // quantized on the way), by each member for the rows its part of C needs,
-// one M block at a time right before its first use. Partial sums go to a per-thread scratch block in fp32 (int32 for int8)
-// between K blocks; the last K block finishes each tile in registers
-// (dequantize, alpha, beta) and stores it to C, and the epilogue stage then
-// runs over the mc x nc block of C while it is still in L1/L2.
+// one M block at a time right before its first use. Partial sums go to a
+// per-thread scratch block in fp32 (int32 for int8) between K blocks; the
+// last K block finishes each tile in registers (dequantize, alpha, beta)
+// and stores it to C, and the epilogue stage then runs over the mc x nc
+// block of C while it is still in L1/L2.
 //
 // Determinism: each C element is one chain of atom steps over k = 0 .. K-1
 // in order (storing and reloading partial sums is exact), finished by the
@@ -305,6 +306,9 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
 // 85 us of 295 packing and more reading the other core's half, against
 // 11 us of 332 on 1 thread), and no second hand-off. With N split over
 // members, each packs all of A: M K words against M N K / members FMAs.
+// Always packed, even for a few rows: rows of A read in place sit ld
+// apart, and with ld a multiple of 4 KiB all 14 of them land in one L1 set
+// (measured: 0.47 of peak in place against 0.72 packed at 32 x 4096 x 4096).
 template <class Wt, class Epilogue>
 void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
          const Epilogue& epilogue, const gemm_options& opt) {
