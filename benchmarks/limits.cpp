@@ -1,7 +1,8 @@
 // The machine's limits, measured in this binary: read bandwidth at a
 // footprint (BM_read_bw) and peak multiply-add throughput per type
-// (BM_peak_fma), plus measure_read_bw_fresh / measure_peak_flops_fresh that other
-// families divide by to report a fraction of the limit from the same run.
+// (BM_peak_fma), plus measure_read_bw_fresh / measure_peak_flops_fresh,
+// which other families divide by to report a fraction of the limit
+// measured next to them.
 //
 // Intrinsics are fine here: these are measuring tools, not the library.
 #include <algorithm>
@@ -319,7 +320,8 @@ std::vector<std::size_t> read_footprints() {
   return {s.begin(), s.end()};
 }
 
-std::mutex cache_mutex;
+// One reference measurement at a time (they pin teams over the same CPUs).
+std::mutex reference_mutex;
 
 }  // namespace
 
@@ -355,12 +357,12 @@ double read_bw_now(std::size_t bytes, int threads, int reps) {
 }  // namespace
 
 double measure_read_bw_fresh(std::size_t bytes, int threads) {
-  std::lock_guard<std::mutex> lock(cache_mutex);
+  std::lock_guard<std::mutex> lock(reference_mutex);
   return read_bw_now(bytes, threads, 5);
 }
 
 double measure_peak_flops_fresh(peak_type type, int threads) {
-  std::lock_guard<std::mutex> lock(cache_mutex);
+  std::lock_guard<std::mutex> lock(reference_mutex);
   const double flop = flop_per_run(type) * threads;
   if (flop <= 0) return 0;
   let_spinning_workers_sleep();
