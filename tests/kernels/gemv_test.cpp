@@ -391,6 +391,21 @@ TEST_CASE("activation encodings: the vectorized bf16 rounding and u8 quantizatio
       REQUIRE(codes[std::size_t(i)] ==
               (want_inv > 0 ? std::uint8_t(tstream::quantize_value(x[std::size_t(i)], want_inv) + 128) : std::uint8_t(128)));
   }
+  // Every half-integer of the code range and past the clamp, and the floats
+  // either side of it, at scale 1: the rounding's edge cases exactly.
+  std::vector<float> edges;
+  for (int k = -131; k <= 131; ++k) {
+    const float tie = float(k) + 0.5f;
+    edges.insert(edges.end(), {tie, std::nextafter(tie, -1e9f), std::nextafter(tie, 1e9f), float(k)});
+  }
+  for (float v : {0.49999997f, -0.49999997f, 1e-45f, -1e-45f, 1e30f, -1e30f, 8388607.5f, -8388607.5f})
+    edges.push_back(v);
+  std::vector<std::uint8_t> edge_codes(edges.size());
+  tstream::detail::quantize_u8(edges.data(), index_t(edges.size()), 1.f, edge_codes.data());
+  for (std::size_t i = 0; i < edges.size(); ++i) {
+    CAPTURE(edges[i]);
+    REQUIRE(edge_codes[i] == std::uint8_t(tstream::quantize_value(edges[i], 1.f) + 128));
+  }
   // A non-finite value: NaN scale and all-zero codes (128), past the register width too.
   for (float bad : {rel::qnan, rel::inf, -rel::inf}) {
     std::vector<float> y = rel::random_vector(37, 3u);

