@@ -15,6 +15,15 @@
 #include <immintrin.h>
 #endif
 
+/// Inlines a function whatever the compiler's heuristics say: for helpers
+/// called with a register tile live, where a call would spill the whole
+/// tile (every vector register is caller-saved).
+#if defined(__GNUC__) || defined(__clang__)
+#define TSTREAM_ALWAYS_INLINE [[gnu::always_inline]] inline
+#else
+#define TSTREAM_ALWAYS_INLINE inline
+#endif
+
 namespace tstream::arch {
 
 /// The widest instruction set this translation unit was compiled for.

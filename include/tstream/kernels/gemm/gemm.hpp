@@ -98,42 +98,65 @@ struct tile_args {
   const std::int32_t* b_sum = nullptr;  // int8: the panel's column code sums
 };
 
-// The last K block: dequantize, alpha, beta, store the valid part of the tile.
-template <class Atom, std::size_t Rows>
-inline void finish_tile(const arch::gemm_tile<Atom, Rows>& acc, const tile_args<Atom>& t) noexcept {
-  for (std::size_t r = 0; r < Rows; ++r) {
-    float* c = t.c + index_t(r) * t.ldc;
-    for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) {
-      const index_t nv = t.n_valid - index_t(j * W);
-      if (nv <= 0) break;
-      fbatch v;
-      if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) {
-        // sum((code + 128) q) - 128 sum(q) = sum(code q), exactly in int32.
-        using ibatch = arch::batch<std::int32_t>;
-        const ibatch sum = ibatch::load_unaligned(t.b_sum + j * W);
-        v = xsimd::to_float(acc[r][j] - sum * ibatch(128)) * (fbatch::load_unaligned(t.b_scale + j * W) * fbatch(t.a_scale[r]));
-      } else {
-        v = acc[r][j];
-      }
-      if (t.alpha != 1.f) v = v * fbatch(t.alpha);
-      if (t.beta != 0.f) v = arch::fma(fbatch(t.beta), arch::load_partial(c + j * W, std::size_t(nv)), v);
-      arch::store_partial(c + j * W, v, std::size_t(nv));
+// The last K block, one accumulator register at a time: dequantize,
+// alpha, beta, store the valid part. The arguments are copied once (as far
+// as the compiler knows, a store to C may change *t, so it reloaded them
+// for every register).
+template <class Atom>
+struct finish_tile {
+  using ibatch = arch::batch<std::int32_t>;
+  static constexpr bool dequantize = std::is_same_v<Atom, arch::gemm_atom_i8>;
+  float* c;
+  index_t ldc, n_valid;
+  float alpha, beta;
+  const float* row_scale;      // int8: the tile's row scales
+  const float* col_scale;      // int8: the panel's column scales
+  const std::int32_t* col_sum;  // int8: the panel's column code sums
+
+  explicit finish_tile(const tile_args<Atom>& t) noexcept
+      : c(t.c), ldc(t.ldc), n_valid(t.n_valid), alpha(t.alpha), beta(t.beta), row_scale(t.a_scale),
+        col_scale(t.b_scale), col_sum(t.b_sum) {}
+
+  template <std::size_t R, std::size_t J>
+  TSTREAM_ALWAYS_INLINE void operator()(const typename Atom::acc_type& acc) const noexcept {
+    const index_t lanes = std::min<index_t>(n_valid - index_t(J * W), index_t(W));
+    if (lanes <= 0) return;  // past the edge of C
+    fbatch v;
+    if constexpr (dequantize) {
+      // sum((code + 128) q) - 128 sum(q) = sum(code q), exactly in int32.
+      const ibatch offset = ibatch::load_unaligned(col_sum + J * W) * ibatch(128);
+      v = xsimd::to_float(acc - offset) * (fbatch::load_unaligned(col_scale + J * W) * fbatch(row_scale[R]));
+    } else {
+      v = acc;
     }
+    float* const out = c + index_t(R) * ldc + index_t(J * W);
+    if (alpha != 1.f) v = v * fbatch(alpha);
+    if (beta != 0.f) v = arch::fma(fbatch(beta), arch::load_partial(out, std::size_t(lanes)), v);
+    arch::store_partial(out, v, std::size_t(lanes));
   }
-}
+};
+
+// A K block before the last: the partial sums go to the scratch tile.
+template <class Atom>
+struct keep_partial {
+  typename Atom::acc_type::value_type* partial;
+  template <std::size_t R, std::size_t J>
+  TSTREAM_ALWAYS_INLINE void operator()(const typename Atom::acc_type& acc) const noexcept {
+    acc.store_unaligned(partial + R * arch::gemm_nr + J * W);
+  }
+};
 
 template <class Atom, std::size_t Rows>
 void tile(const tile_args<Atom>& t) noexcept {
-  if (t.last)  // the tile of C arrives while the K loop runs
-    for (std::size_t r = 0; r < Rows; ++r)
+  const typename Atom::acc_type::value_type* start = t.first ? nullptr : t.partial;
+  if (t.last) {
+    for (std::size_t r = 0; r < Rows; ++r)  // the tile of C arrives while the K loop runs
       for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) arch::prefetch_l2(t.c + index_t(r) * t.ldc + index_t(j * W));
-  arch::gemm_microkernel<Atom, Rows, true>(t.a, 0, t.b, t.groups, t.first ? nullptr : t.partial,
-                                              [&](const arch::gemm_tile<Atom, Rows>& acc) {
-                                                if (t.last) { finish_tile<Atom, Rows>(acc, t); return; }
-                                                for (std::size_t r = 0; r < Rows; ++r)
-                                                  for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j)
-                                                    acc[r][j].store_unaligned(t.partial + r * arch::gemm_nr + j * W);
-                                              }, t.pf, t.pf_lines);
+    arch::gemm_microkernel<Atom, Rows, true>(t.a, 0, t.b, t.groups, start, finish_tile<Atom>(t), t.pf, t.pf_lines);
+  } else {
+    arch::gemm_microkernel<Atom, Rows, true>(t.a, 0, t.b, t.groups, start, keep_partial<Atom>{t.partial}, t.pf,
+                                             t.pf_lines);
+  }
 }
 
 template <class Atom>
