@@ -217,6 +217,19 @@ template <class Arch>
   return m;
 }
 
+/// Largest lane of v.
+template <class Arch>
+[[nodiscard]] inline std::int32_t reduce_max(const batch<std::int32_t, Arch>& v) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (width<std::int32_t, Arch> == 16) return _mm512_reduce_max_epi32(v);
+#endif
+  alignas(64) std::int32_t lanes[width<std::int32_t, Arch>];
+  v.store_aligned(lanes);
+  std::int32_t m = lanes[0];
+  for (std::size_t i = 1; i < width<std::int32_t, Arch>; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+}
+
 /// Hint that the line at p will be read later (into L2).
 inline void prefetch_l2(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)

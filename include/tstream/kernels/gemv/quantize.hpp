@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "tstream/arch/simd.hpp"
@@ -60,22 +61,27 @@ inline void round_bf16(const float* x, index_t n, std::uint16_t* out) noexcept {
 
 /// max|x[k]| over k < n (0 for n = 0); `finite` is false when some x[k] is
 /// NaN or infinite. Both are independent of the order of the scan.
+/// On the bits: the magnitudes of non-negative floats order like their bit
+/// patterns as integers, and a float is NaN or infinite exactly when its
+/// magnitude's bits are at least those of infinity, so one integer max
+/// (a 1-cycle chain) does both jobs.
 inline float abs_max(const float* x, index_t n, bool& finite) noexcept {
   using fb = arch::batch<float>;
+  using ib = arch::batch<std::int32_t>;
   constexpr index_t W = index_t(fb::size);
-  fb m(0.f), poison(0.f);  // x * 0 is NaN exactly when x is not finite
+  constexpr std::int32_t magnitude = 0x7FFFFFFF, infinity = 0x7F800000;
+  ib m(0);
   index_t k = 0;
-  for (; k + W <= n; k += W) {
-    const fb v = fb::load_unaligned(x + k);
-    m = xsimd::max(m, xsimd::abs(v));
-    poison += v * fb(0.f);
-  }
-  float amax = arch::reduce_max(m), tail = xsimd::hadd(poison);
+  for (; k + W <= n; k += W) m = xsimd::max(m, xsimd::bitwise_cast<ib>(fb::load_unaligned(x + k)) & ib(magnitude));
+  std::int32_t bits = arch::reduce_max(m);
   for (; k < n; ++k) {
-    amax = std::max(amax, std::fabs(x[k]));
-    tail += x[k] * 0.f;
+    std::int32_t b;
+    std::memcpy(&b, x + k, sizeof b);
+    bits = std::max(bits, b & magnitude);
   }
-  finite = tail == 0.f;
+  finite = bits < infinity;
+  float amax;
+  std::memcpy(&amax, &bits, sizeof amax);
   return amax;
 }
 
