@@ -95,8 +95,9 @@ inline constexpr std::size_t gemm_tile_regs = gemm_nr / width<float>;
 /// NR values, row-major) when start is non-null, then takes `groups`
 /// k-groups of A and B; finish.template operator()<r, j>(acc[r][j]) then
 /// receives each accumulator register by value, r and j known at compile
-/// time. (Handing finish the array instead made GCC store the whole tile
-/// to the stack and load it back: a fifth of an int8 GEMM at 256^3.)
+/// time. (Handed the array, GCC stored the whole tile to the stack and
+/// loaded it back; with the finish's own reloads that was about a fifth of
+/// an int8 GEMM at 256^3.)
 ///   PackedA: A at a + g * gemm_mr + r; else at a + r * lda + g.
 ///   b: the micro-panel at the first group (gemm_nr * group values per group).
 ///   pf, pf_lines: a stream prefetched into L2 alongside, pf_lines (0, 1
