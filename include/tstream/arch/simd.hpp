@@ -204,29 +204,21 @@ inline void keep_in_register(batch<T, Arch>& v) noexcept {
 #endif
 }
 
-/// Largest lane of v (lanes compared left to right; NaN handling as max_ps).
-template <class Arch>
-[[nodiscard]] inline float reduce_max(const batch<float, Arch>& v) noexcept {
+/// Largest lane of v, fp32 or int32 (lanes compared left to right; for
+/// fp32, NaN handling as max_ps).
+template <class T, class Arch>
+  requires(std::is_same_v<T, float> || std::is_same_v<T, std::int32_t>)
+[[nodiscard]] inline T reduce_max(const batch<T, Arch>& v) noexcept {
 #if defined(__AVX512F__)
-  if constexpr (width<float, Arch> == 16) return _mm512_reduce_max_ps(v);
+  if constexpr (width<T, Arch> == 16) {
+    if constexpr (std::is_same_v<T, float>) return _mm512_reduce_max_ps(v);
+    else return _mm512_reduce_max_epi32(v);
+  }
 #endif
-  alignas(64) float lanes[width<float, Arch>];
+  alignas(64) T lanes[width<T, Arch>];
   v.store_aligned(lanes);
-  float m = lanes[0];
-  for (std::size_t i = 1; i < width<float, Arch>; ++i) m = lanes[i] > m ? lanes[i] : m;
-  return m;
-}
-
-/// Largest lane of v.
-template <class Arch>
-[[nodiscard]] inline std::int32_t reduce_max(const batch<std::int32_t, Arch>& v) noexcept {
-#if defined(__AVX512F__)
-  if constexpr (width<std::int32_t, Arch> == 16) return _mm512_reduce_max_epi32(v);
-#endif
-  alignas(64) std::int32_t lanes[width<std::int32_t, Arch>];
-  v.store_aligned(lanes);
-  std::int32_t m = lanes[0];
-  for (std::size_t i = 1; i < width<std::int32_t, Arch>; ++i) m = lanes[i] > m ? lanes[i] : m;
+  T m = lanes[0];
+  for (std::size_t i = 1; i < width<T, Arch>; ++i) m = lanes[i] > m ? lanes[i] : m;
   return m;
 }
 
