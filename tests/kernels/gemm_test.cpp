@@ -178,6 +178,33 @@ TEST_CASE("gemm f32: bitwise equal to the k-ordered fma loop, accurate against d
 TEST_CASE("gemm bf16: vdpbf16ps order, accurate against double") { check_shapes<bf16>(); }
 TEST_CASE("gemm int8: u8 x s8 integer sums, accurate against double") { check_shapes<std::int8_t>(); }
 
+TEST_CASE("gemm f32: A packed by each micro-panel's first tile, over several K blocks, gives the k-ordered bits") {
+  // Many micro-panels, K over two long K blocks, rows of A not 4 KiB apart:
+  // the first tile of each micro-panel reads A in place and packs it for
+  // the tiles after it. One row alone (M = 1) takes the separate packing.
+  const index_t mr = index_t(tstream::arch::gemm_mr);
+  const index_t m = 5 * mr + 3, n = 40, k = 2 * tstream::plan_blocking().kc_long + 37;
+  index_t lda = k + 3;
+  if (lda * index_t(sizeof(float)) % 4096 == 0) ++lda;
+  const auto a = random_vector(std::size_t(m * k), 91);
+  const auto b = random_vector(std::size_t(k * n), 92);
+  const auto as = strided(a, m, k, lda);
+  const gemm_weights<float> w(matrix_view<const float>(b.data(), k, n));
+  const auto expect = kernel_order<float>(a, b, m, n, k);
+  for (int t : {1, 2}) {
+    CAPTURE(t);
+    tstream::thread_team team(t);
+    const auto c = run_gemm(team, as, w, m, lda, n);
+    REQUIRE(rel::same_bits(c, expect));
+    for (index_t i : {index_t(0), mr + 1, m - 1}) {
+      CAPTURE(i);
+      const std::vector<float> row(as.begin() + i * lda, as.begin() + i * lda + k);
+      const auto c1 = run_gemm(team, row, w, 1, k, n);
+      REQUIRE(std::memcmp(c1.data(), c.data() + i * n, std::size_t(n) * sizeof(float)) == 0);
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("gemm: row i of C is bitwise the same for every M and thread count", W, float, bf16, std::int8_t) {
   const index_t n = 77, k = 1100, m_big = 64;  // K over one K block; N over two panels plus a tail
   const auto a = random_vector(std::size_t(m_big * k), 81);

@@ -188,6 +188,14 @@ inline void store_low_bytes(std::uint8_t* p, const batch<std::int32_t, Arch>& v)
   for (std::size_t i = 0; i < W; ++i) p[i] = static_cast<std::uint8_t>(tmp[i]);
 }
 
+/// Stores lane 0 of v at p as a T of the same width (one scalar store).
+template <class T, class U, class Arch>
+  requires(sizeof(T) == sizeof(U))
+TSTREAM_ALWAYS_INLINE void store_first_lane(T* p, const batch<U, Arch>& v) noexcept {
+  const U x = v.get(0);
+  std::memcpy(p, &x, sizeof x);
+}
+
 /// Makes the compiler hold v in a register from here on. Without it, GCC
 /// folds a load shared by several FMAs into each FMA's memory operand, and
 /// a kernel whose loads feed four heads becomes load-port bound.

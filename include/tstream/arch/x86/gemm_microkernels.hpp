@@ -17,7 +17,8 @@
 // B is a packed micro-panel: per k-group, NR columns x group values, each
 // column's group in one 32-bit lane (128 bytes per group for every type on
 // AVX-512). A is read either packed (per k-group, MR rows of one 32-bit
-// word) or directly from row-major rows `lda` words apart.
+// word) or directly from row-major rows `lda` words apart, packing it on the
+// way for the tiles that follow.
 //
 // Every C element is one chain of atom steps in k order, whatever tile,
 // row count or packing computed it: the result of a micro-kernel never
@@ -98,14 +99,18 @@ inline constexpr std::size_t gemm_tile_regs = gemm_nr / width<float>;
 /// time. (Handed the array, GCC stored the whole tile to the stack and
 /// loaded it back; with the finish's own reloads that was about a fifth of
 /// an int8 GEMM at 256^3.)
-///   PackedA: A at a + g * gemm_mr + r; else at a + r * lda + g.
+///   PackedA: A at a + g * gemm_mr + r; else at a + r * lda + g, each value
+///   also written to pack_to + g * gemm_mr + r: the packed micro-panel, made
+///   by the first tile that reads it (its broadcasts already load every
+///   value; one scalar store each rides along on ports the FMAs leave idle).
 ///   b: the micro-panel at the first group (gemm_nr * group values per group).
 ///   pf, pf_lines: a stream prefetched into L2 alongside, pf_lines (0, 1
 ///   or 2) cache lines per k-group from pf on (the next tile's operands).
 template <class Atom, std::size_t Rows, bool PackedA, class Finish>
 inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda, const typename Atom::b_storage* b,
                              std::ptrdiff_t groups, const typename Atom::acc_type::value_type* start,
-                             Finish&& finish, const char* pf = nullptr, int pf_lines = 0) noexcept {
+                             Finish&& finish, const char* pf = nullptr, int pf_lines = 0,
+                             typename Atom::a_type* pack_to = nullptr) noexcept {
   static_assert(Rows >= 1 && Rows <= gemm_mr, "tstream::arch::gemm_microkernel: Rows must be in [1, gemm_mr]");
   using acc_t = typename Atom::acc_type;
   constexpr std::size_t J = gemm_tile_regs, W = width<float>;
@@ -137,13 +142,18 @@ inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda,
     [&]<std::size_t... r>(std::index_sequence<r...>) {
       (
           [&] {
-            const auto ar = Atom::a_operand(PackedA ? a + r : a + std::ptrdiff_t(r) * lda);
+            auto ar = Atom::a_operand(PackedA ? a + r : a + std::ptrdiff_t(r) * lda);
+            if constexpr (!PackedA) {
+              keep_in_register(ar);  // else GCC loads the scalar, then broadcasts it on a vector port
+              store_first_lane(pack_to + r, ar);
+            }
             for (std::size_t j = 0; j < J; ++j) acc[r][j] = reg_t(Atom::step(acc_t(acc[r][j]), ar, bj[j]));
           }(),
           ...);
     }(std::make_index_sequence<Rows>{});
     b += b_step;
     a += PackedA ? std::ptrdiff_t(gemm_mr) : 1;
+    if constexpr (!PackedA) pack_to += gemm_mr;
   }
   [&]<std::size_t... i>(std::index_sequence<i...>) {
     (finish.template operator()<i / J, i % J>(acc_t(acc[i / J][i % J])), ...);

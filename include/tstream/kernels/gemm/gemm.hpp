@@ -12,7 +12,8 @@
 // tile's B micro-panel into L2.
 // A is packed per call into MR-row micro-panels (rounded to bf16 or
 // quantized on the way), by each member for the rows its part of C needs,
-// one M block at a time right before its first use. Partial sums go to a
+// one M block at a time right before its first use (fp32 A: by the first
+// tile of each micro-panel, which reads it in place). Partial sums go to a
 // per-thread scratch block in fp32 (int32 for int8) between K blocks; the
 // last K block finishes each tile in registers (dequantize, alpha, beta)
 // and stores it to C, and the epilogue stage then runs over the mc x nc
@@ -96,6 +97,8 @@ struct tile_args {
   const float* a_scale = nullptr;       // int8: the tile's row scales
   const float* b_scale = nullptr;       // int8: the panel's column scales
   const std::int32_t* b_sum = nullptr;  // int8: the panel's column code sums
+  const typename Atom::a_type* a_rows = nullptr;  // packing tile: A in place, rows lda apart (`a`: where it packs)
+  index_t lda = 0;
 };
 
 // The last K block, one accumulator register at a time: dequantize,
@@ -146,26 +149,30 @@ struct keep_partial {
   }
 };
 
-template <class Atom, std::size_t Rows>
+// One tile; with Packing, A is read in place (t.a_rows) and packed to t.a.
+template <class Atom, std::size_t Rows, bool Packing>
 void tile(const tile_args<Atom>& t) noexcept {
   const typename Atom::acc_type::value_type* start = t.first ? nullptr : t.partial;
+  const typename Atom::a_type* a = Packing ? t.a_rows : t.a;
+  auto* const pack_to = Packing ? const_cast<typename Atom::a_type*>(t.a) : nullptr;
   if (t.last) {
     for (std::size_t r = 0; r < Rows; ++r)  // the tile of C arrives while the K loop runs
       for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) arch::prefetch_l2(t.c + index_t(r) * t.ldc + index_t(j * W));
-    arch::gemm_microkernel<Atom, Rows, true>(t.a, 0, t.b, t.groups, start, finish_tile<Atom>(t), t.pf, t.pf_lines);
+    arch::gemm_microkernel<Atom, Rows, !Packing>(a, t.lda, t.b, t.groups, start, finish_tile<Atom>(t), t.pf,
+                                                 t.pf_lines, pack_to);
   } else {
-    arch::gemm_microkernel<Atom, Rows, true>(t.a, 0, t.b, t.groups, start, keep_partial<Atom>{t.partial}, t.pf,
-                                             t.pf_lines);
+    arch::gemm_microkernel<Atom, Rows, !Packing>(a, t.lda, t.b, t.groups, start, keep_partial<Atom>{t.partial}, t.pf,
+                                                 t.pf_lines, pack_to);
   }
 }
 
 template <class Atom>
 using tile_fn = void (*)(const tile_args<Atom>&) noexcept;
 
-/// tile<Atom, Rows> for Rows = 1 .. MR, indexed by Rows - 1.
-template <class Atom>
+/// tile<Atom, Rows, Packing> for Rows = 1 .. MR, indexed by Rows - 1.
+template <class Atom, bool Packing = false>
 inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...>) {
-  return std::array<tile_fn<Atom>, sizeof...(r)>{&tile<Atom, r + 1>...};
+  return std::array<tile_fn<Atom>, sizeof...(r)>{&tile<Atom, r + 1, Packing>...};
 }(std::make_index_sequence<arch::gemm_mr>{});
 
 // Per-thread scratch reused across calls (no allocation in steady state).
@@ -233,6 +240,14 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
   // K blocks of kc; otherwise A micro-panel outer, K blocks of kc_long.
   // Either way the K blocks are as even as can be.
   const bool b_outer = mcp <= 3;
+  // fp32 A with many micro-panels is packed by the first tile of each one
+  // (reading it in place), not in a pass of its own: 256^3 +3%, 300^3 and
+  // 512^3 +2%, 1000^3 +2% on one thread, 256^3 on two +1.7% (paired
+  // medians). Not when its
+  // rows lie a multiple of 4 KiB apart (the 14 rows would share one L1 set),
+  // nor for a few micro-panels (their packing is noise against B's stream).
+  const bool pack_in_tile = std::is_same_v<Atom, arch::gemm_atom_f32> && !b_outer &&
+                            (pr.a.ld() * index_t(sizeof(float))) % 4096 != 0;
   const index_t k_blocks = (kg + (b_outer ? bl.kc : bl.kc_long) - 1) / (b_outer ? bl.kc : bl.kc_long);
   const index_t kc = (kg + k_blocks - 1) / k_blocks;
   acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
@@ -242,13 +257,14 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
   t.ldc = pr.ldc;
   t.alpha = pr.alpha;
   t.beta = pr.beta;
+  t.lda = pr.a.ld();
   for (index_t jc = part.n_begin; jc < part.n_end; jc += ncp) {
     const index_t jn = std::min(ncp, part.n_end - jc);
     for (index_t mb = 0; mb < m_blocks; ++mb) {
       const index_t ic = part.m_begin + m_span * mb / m_blocks, im = part.m_begin + m_span * (mb + 1) / m_blocks - ic;
       // The M block's rows of A, packed by this member when first needed
       // (then hot in L2 for the first N block).
-      if (jc == part.n_begin)
+      if (jc == part.n_begin && !pack_in_tile)
         pack_a<Atom>(pr.a, kg, ic, ic + im, a.data + (ic - part.m_begin) * MR * kg,
                      a.scale ? a.scale + (ic - part.m_begin) * MR : nullptr);
       for (index_t pc = 0; pc < kg; pc += kc) {
@@ -268,7 +284,14 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
           t.partial = partial ? partial + (jr * mcp + ir) * MR * NR : nullptr;
           t.c = pr.c + row0 * pr.ldc + p * NR;
           if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = a.scale + (mp - part.m_begin) * MR;
-          table[std::size_t(std::min(MR, pr.m - row0) - 1)](t);
+          const std::size_t rows = std::size_t(std::min(MR, pr.m - row0) - 1);
+          if constexpr (std::is_same_v<Atom, arch::gemm_atom_f32>) {
+            if (pack_in_tile && jc == part.n_begin && jr == 0) {  // the micro-panel's first tile at this K block
+              t.a_rows = pr.a.data() + row0 * pr.a.ld() + pc;
+              return tile_table<Atom, true>[rows](t);
+            }
+          }
+          table[rows](t);
         };
         // Few micro-panels of A (small M): B micro-panel outer, each read
         // from memory once and serving the M block's tiles in turn while
@@ -310,7 +333,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
               if (jr + 1 < jn) {
                 t.pf = reinterpret_cast<const char*>(B.panel(jc + jr + 1) + pc * NR * G);
                 t.pf_lines = 2;
-              } else if (ir + 1 < im) {  // the next A micro-panel
+              } else if (ir + 1 < im) {  // the next A micro-panel (or where its first tile will pack it)
                 t.pf = reinterpret_cast<const char*>(a.data + (ic + ir + 1 - part.m_begin) * MR * kg + pc * MR);
                 t.pf_lines = 1;
               }
