@@ -440,8 +440,14 @@ void softmax_step(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index
 // Positions [plo, phi) of KV head kvh for one tile of H query heads, block
 // by block, each block's K^T then V: the order they lie in memory, so the
 // stream is sequential. (Issuing block b + 1's scores before block b's
-// values pass overlaps the softmax's dependency chain and is 10% faster from
-// L2, but breaks the sequential stream and was 20-35% slower from DRAM.)
+// values pass breaks the sequential stream: 20-35% slower from DRAM. With
+// the stream kept in order — V of block b stored after K^T of block b + 1,
+// tried on a copy of this loop — it gained 1-2%, inside the noise. The
+// softmax costs about 10% of a GQA tile from L2 and from DRAM alike, while
+// as many independent FMAs cost nothing from DRAM: what costs is that each
+// of its steps waits on the one before, and neither that order, nor the
+// exps spread into the values loop, nor starting them from the previous
+// running max hid it.)
 template <kv_type T, precision M, std::size_t H>
 void run_blocks(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, const query_tile& qt, float c,
                 head_state* st) noexcept {
