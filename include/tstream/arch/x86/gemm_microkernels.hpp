@@ -100,7 +100,8 @@ inline constexpr std::size_t gemm_tile_regs = gemm_nr / width<float>;
 /// loaded it back; with the finish's own reloads that was about a fifth of
 /// an int8 GEMM at 256^3.)
 ///   PackedA: A at a + g * gemm_mr + r; else at a + r * lda + g, each value
-///   also written to pack_to + g * gemm_mr + r: the packed micro-panel, made
+///   also written to pack_to + g * gemm_mr + r (so pack_to must then be
+///   non-null; it is unused with PackedA): the packed micro-panel, made
 ///   by the first tile that reads it (its broadcasts already load every
 ///   value; one scalar store each rides along on ports the FMAs leave idle).
 ///   b: the micro-panel at the first group (gemm_nr * group values per group).

@@ -84,7 +84,7 @@ using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f
 template <class Atom>
 struct tile_args {
   using acc_value = typename Atom::acc_type::value_type;
-  const typename Atom::a_type* a = nullptr;  // the packed micro-panel at the K block
+  typename Atom::a_type* a = nullptr;  // the packed micro-panel at the K block (a packing tile writes it)
   const typename Atom::b_storage* b = nullptr;
   index_t groups = 0;
   acc_value* partial = nullptr;  // MR x NR scratch tile
@@ -97,7 +97,7 @@ struct tile_args {
   const float* a_scale = nullptr;       // int8: the tile's row scales
   const float* b_scale = nullptr;       // int8: the panel's column scales
   const std::int32_t* b_sum = nullptr;  // int8: the panel's column code sums
-  const typename Atom::a_type* a_rows = nullptr;  // packing tile: A in place, rows lda apart (`a`: where it packs)
+  const typename Atom::a_type* a_rows = nullptr;  // packing tile: A in place, rows lda apart
   index_t lda = 0;
 };
 
@@ -154,7 +154,7 @@ template <class Atom, std::size_t Rows, bool Packing>
 void tile(const tile_args<Atom>& t) noexcept {
   const typename Atom::acc_type::value_type* start = t.first ? nullptr : t.partial;
   const typename Atom::a_type* a = Packing ? t.a_rows : t.a;
-  auto* const pack_to = Packing ? const_cast<typename Atom::a_type*>(t.a) : nullptr;
+  typename Atom::a_type* const pack_to = Packing ? t.a : nullptr;
   if (t.last) {
     for (std::size_t r = 0; r < Rows; ++r)  // the tile of C arrives while the K loop runs
       for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) arch::prefetch_l2(t.c + index_t(r) * t.ldc + index_t(j * W));
@@ -241,13 +241,13 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
   // Either way the K blocks are as even as can be.
   const bool b_outer = mcp <= 3;
   // fp32 A with many micro-panels is packed by the first tile of each one
-  // (reading it in place), not in a pass of its own: 256^3 +3%, 300^3 and
-  // 512^3 +2%, 1000^3 +2% on one thread, 256^3 on two +1.7% (paired
-  // medians). Not when its
-  // rows lie a multiple of 4 KiB apart (the 14 rows would share one L1 set),
-  // nor for a few micro-panels (their packing is noise against B's stream).
-  const bool pack_in_tile = std::is_same_v<Atom, arch::gemm_atom_f32> && !b_outer &&
-                            (pr.a.ld() * index_t(sizeof(float))) % 4096 != 0;
+  // (reading it in place), not in a pass of its own: 256^3 +3%, 300^3,
+  // 512^3 and 1000^3 +2% on one thread, 256^3 on two +1.7% (paired
+  // medians). Not when its rows lie a multiple of 4 KiB apart (the 14 rows
+  // would share one L1 set), nor for a few micro-panels (their packing is
+  // noise against B's stream).
+  constexpr bool fp32 = std::is_same_v<Atom, arch::gemm_atom_f32>;
+  const bool pack_in_tile = fp32 && !b_outer && (pr.a.ld() * index_t(sizeof(float))) % 4096 != 0;
   const index_t k_blocks = (kg + (b_outer ? bl.kc : bl.kc_long) - 1) / (b_outer ? bl.kc : bl.kc_long);
   const index_t kc = (kg + k_blocks - 1) / k_blocks;
   acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
@@ -285,7 +285,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
           t.c = pr.c + row0 * pr.ldc + p * NR;
           if constexpr (std::is_same_v<Atom, arch::gemm_atom_i8>) t.a_scale = a.scale + (mp - part.m_begin) * MR;
           const std::size_t rows = std::size_t(std::min(MR, pr.m - row0) - 1);
-          if constexpr (std::is_same_v<Atom, arch::gemm_atom_f32>) {
+          if constexpr (fp32) {
             if (pack_in_tile && jc == part.n_begin && jr == 0) {  // the micro-panel's first tile at this K block
               t.a_rows = pr.a.data() + row0 * pr.a.ld() + pc;
               return tile_table<Atom, true>[rows](t);
