@@ -73,8 +73,8 @@ void reference(const kv_cache<T>& c, const std::vector<float>& q, index_t qh, ts
 
 // The fast modes' own arithmetic, emulated in double: queries rounded to
 // bf16 or quantized per head (code + 128, exact integer dot with the K codes),
-// the online softmax over the same 1024-position chunks and 64-position
-// blocks, each block's probabilities rounded to bf16 or quantized to u8
+// the online softmax over the same 1024-position chunks and 512-position
+// pages, each 64-position block's probabilities rounded to bf16 or quantized to u8
 // against the block's largest p x v_scale, then chunks merged. What is left
 // between this and the kernel is fp32 rounding, so the tolerance is tight
 // enough to catch a wrong offset or scale.
@@ -98,9 +98,10 @@ std::vector<double> reference_fast(const kv_cache<T>& c, const std::vector<float
     std::vector<partial> parts;
     for (index_t c0 = lo / 1024 * 1024; c0 < L; c0 += 1024) {
       partial pr{-INFINITY, 0.0, std::vector<double>(static_cast<std::size_t>(dim), 0.0)};
-      for (index_t b0 = std::max(lo, c0) / 64 * 64; b0 < std::min(L, c0 + 1024); b0 += 64) {
-        const index_t p0 = std::max({b0, lo, c0}), p1 = std::min({b0 + 64, L, c0 + 1024});
-        std::vector<double> t(64, -INFINITY);
+      constexpr index_t page = kv_cache<T>::page;  // one softmax step per page
+      for (index_t b0 = std::max(lo, c0) / page * page; b0 < std::min(L, c0 + 1024); b0 += page) {
+        const index_t p0 = std::max({b0, lo, c0}), p1 = std::min({b0 + page, L, c0 + 1024});
+        std::vector<double> t(std::size_t(page), -INFINITY);
         for (index_t j = p0; j < p1; ++j) {
           double dot = 0;
           for (index_t d = 0; d < dim; ++d) {
@@ -113,20 +114,23 @@ std::vector<double> reference_fast(const kv_cache<T>& c, const std::vector<float
         double mb = -INFINITY;
         for (double x : t) mb = std::max(mb, x);
         const double mn = std::max(pr.m, mb), alpha = std::exp2(pr.m - mn);
-        std::vector<double> p(64, 0.0);
-        double psum = 0, pmax = 0;
-        for (index_t i = 0; i < 64; ++i) {
+        std::vector<double> p(std::size_t(page), 0.0);
+        double psum = 0;
+        for (index_t i = 0; i < page; ++i) {
           p[std::size_t(i)] = std::exp2(t[std::size_t(i)] - mn);
           psum += p[std::size_t(i)];
           if constexpr (std::is_same_v<T, std::int8_t>) {
             if (b0 + i < L) p[std::size_t(i)] *= c.value_scale(kv, b0 + i);
           }
-          pmax = std::max(pmax, p[std::size_t(i)]);
         }
-        for (index_t i = 0; i < 64; ++i) {
-          double& x = p[std::size_t(i)];
-          if constexpr (std::is_same_v<T, bf16>) x = double(float(bf16(float(x))));
-          else x = pmax > 0 ? std::floor(x * (255.0 / pmax) + 0.5) * (pmax / 255.0) : 0.0;
+        for (index_t i0 = 0; i0 < page; i0 += 64) {  // int8 codes per 64-position block
+          double pmax = 0;
+          for (index_t i = i0; i < i0 + 64; ++i) pmax = std::max(pmax, p[std::size_t(i)]);
+          for (index_t i = i0; i < i0 + 64; ++i) {
+            double& x = p[std::size_t(i)];
+            if constexpr (std::is_same_v<T, bf16>) x = double(float(bf16(float(x))));
+            else x = pmax > 0 ? std::floor(x * (255.0 / pmax) + 0.5) * (pmax / 255.0) : 0.0;
+          }
         }
         pr.l = pr.l * alpha + psum;
         for (index_t d = 0; d < dim; ++d) {
@@ -229,6 +233,17 @@ TEST_CASE("attention: sliding window") {
     tstream::decode_options opt;
     opt.window = w;
     check_case<float>(8, 2, 64, 3000, opt, 2, 1e-5);
+  }
+  // The window starts at an odd position inside a page's sixth block (bf16
+  // pairs and int8 quads straddle it) or inside a page's last block.
+  for (index_t w : {65, 1500}) {
+    tstream::decode_options opt;
+    opt.window = w;
+    check_case<bf16>(8, 2, 64, 3000, opt, 2, 1e-5);
+    check_case<std::int8_t>(8, 2, 64, 3000, opt, 2, 1e-5);
+    opt.mode = tstream::precision::fast;
+    check_case<bf16>(8, 2, 64, 3000, opt, 2, 2e-3);
+    check_case<std::int8_t>(8, 2, 64, 3000, opt, 2, 5e-3);
   }
 }
 

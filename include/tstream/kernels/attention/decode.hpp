@@ -9,12 +9,13 @@
 //
 // Per block of 64 positions and up to four query heads (MXM): the scores are
 // 4 x 64 lanes in 16 registers, accumulated over head_dim with every K load
-// shared by the heads. VXM: an online softmax in base 2 (running max m and
-// sum l per head, fp32, safe for large logits). MXM again: acc += p V with
-// every V load shared by the heads.
+// shared by the heads. Per page of 8 blocks (kv_cache.hpp), VXM: an online
+// softmax in base 2 over the page's 512 scores (running max m and sum l per
+// head, fp32, safe for large logits). MXM again: acc += p V over the page,
+// with every V load shared by the heads.
 //
 // The split: the context is cut into fixed chunks of 1024 positions (a plan
-// constant, never L / threads); (KV head, chunk) work items are spread over
+// constant, never L / threads, a whole number of pages); (KV head, chunk) work items are spread over
 // the team; partial (m, l, acc) results merge in chunk order. So the output
 // is bitwise identical for any thread count.
 //
@@ -64,6 +65,8 @@ using fbatch = arch::batch<float>;
 using ibatch = arch::batch<std::int32_t>;
 inline constexpr std::size_t W = fbatch::size;
 inline constexpr index_t block = 64;
+inline constexpr index_t page = kv_cache<float>::page;
+inline constexpr index_t page_blocks = kv_cache<float>::page_blocks;
 inline constexpr std::size_t R = std::size_t(block) / W;  // registers per row of 64 scores
 static_assert(std::size_t(block) % W == 0, "a block of positions must be whole registers");
 // Query heads per tile: 4 x 4 score registers on AVX-512 (16 of 32).
@@ -83,6 +86,8 @@ inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice
 //     bandwidth without, 0.68 with; before, with the scales after V, it
 //     needed the prefetch to reach 0.58).
 // (With 4 KiB pages fp32 wanted the prefetch too: 0.54 without, 0.84 with.)
+// Re-measured with 512-position pages (GQA, L = 16384, 1 thread): fp32 with
+// 4 or 16 KiB ahead 0.72-0.78x of none; bf16 exact without 0.75x of 16 KiB.
 template <class S, precision M, std::size_t H>
 inline constexpr std::size_t prefetch_distance =
     std::is_same_v<S, std::uint16_t> && M == precision::exact && H > 1 ? 16384 : 0;
@@ -104,23 +109,24 @@ struct query_tile {
   const float* scale;          // int8 fast: per head, q ~= scale * (code)
 };
 
-// The probabilities of one block for a tile, as the values step wants them,
-// with the rescale of the running sums that goes before them.
+// The probabilities of one page for a tile, as the values step wants them,
+// with the rescale of the running sums that goes before them. Only the
+// blocks that hold attended positions are filled.
 struct prob_tile {
-  alignas(64) float p[4][block];          // exact: 2^(logit - m), times the V scale for int8
-  alignas(64) std::uint32_t packed[4][block / 2];  // fast: bf16 pairs or u8 quads
-  float scale[4];                         // int8 fast: p ~= scale * (code)
-  float alpha[4];                         // acc = alpha acc + p V
-  index_t lo, hi;                         // the block's attended positions
+  alignas(64) float p[4][page];                   // exact: 2^(logit - m), times the V scale for int8
+  alignas(64) std::uint32_t packed[4][page / 2];  // fast: bf16 pairs or u8 quads
+  float scale[page_blocks][4];                    // int8 fast, per block: p ~= scale * (code)
+  float alpha[4];                                 // acc = alpha acc + p V
+  index_t lo, hi;                                 // the page's attended positions
 };
 
-// A KV format: how a block's K^T meets the queries and its V the
+// A KV format: how a block's K^T meets the queries and a page's V the
 // probabilities. One per (stored type, precision).
-//   scores<H>(cache, blk, qt, s)    s[h][r] = q_h . K(position) for the 64 positions
-//   probs<H>(cache, blk, pt)        converts pt.p into what values() reads
-//   values<H, C>(cache, blk, d0, pt, acc)
+//   scores<H>(cache, pg, j, qt, s)  s[h][r] = q_h . K(position) for the 64 positions of block j
+//   probs<H>(cache, pg, pt)         converts pt.p into what values() reads
+//   values<H, C>(cache, pg, d0, pt, acc)
 //                                   acc = pt.alpha acc + p V over the V slice at d0,
-//                                   positions [pt.lo, pt.hi)
+//                                   positions [pt.lo, pt.hi) of the page
 template <kv_type T, precision M>
 struct kv_format;
 
@@ -139,8 +145,9 @@ inline void values_pass(index_t g0, index_t g1, index_t d0, const prob_tile& pt,
 template <precision M>
 struct kv_format<float, M> {
   template <std::size_t H>
-  static void scores(const kv_cache<float>& kc, const std::byte* blk, const query_tile& qt, fbatch (&s)[H][R]) noexcept {
-    const float* kt = kc.keys(blk);
+  static void scores(const kv_cache<float>& kc, const std::byte* pg, index_t j, const query_tile& qt,
+                     fbatch (&s)[H][R]) noexcept {
+    const float* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     for (index_t d = 0; d < dim; ++d) {
       const float* row = kt + d * block;
@@ -159,10 +166,10 @@ struct kv_format<float, M> {
   template <std::size_t H>
   static void probs(const kv_cache<float>&, const std::byte*, prob_tile&) noexcept {}
   template <std::size_t H, std::size_t C>
-  static void values(const kv_cache<float>& kc, const std::byte* blk, index_t d0, const prob_tile& pt,
+  static void values(const kv_cache<float>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
                      float* const* acc) noexcept {
     const index_t ws = kc.slice_width(d0);
-    const float* v = kc.values(blk) + d0 * block;  // this slice: [position][ws]
+    const float* v = kc.values(pg) + d0 * page;  // this slice: [position][ws]
     values_pass<H, C>(pt.lo, pt.hi, d0, pt, acc, [&](index_t pos, fbatch(&o)[H][C]) {
       prefetch_lines<M, H>(v + pos * ws, std::size_t(ws) * 4);
       fbatch x[C];
@@ -183,8 +190,9 @@ template <precision M>
 struct kv_format<bf16, M> {
   using S = std::uint16_t;
   template <std::size_t H>
-  static void scores(const kv_cache<bf16>& kc, const std::byte* blk, const query_tile& qt, fbatch (&s)[H][R]) noexcept {
-    const S* kt = kc.keys(blk);
+  static void scores(const kv_cache<bf16>& kc, const std::byte* pg, index_t j, const query_tile& qt,
+                     fbatch (&s)[H][R]) noexcept {
+    const S* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     for (index_t dp = 0; dp < dim / 2; ++dp) {
       const S* row = kt + dp * block * 2;
@@ -211,16 +219,16 @@ struct kv_format<bf16, M> {
     // Positions 2g and 2g + 1 as the low and high half of dword g.
     if constexpr (M == precision::fast)
       for (std::size_t h = 0; h < H; ++h)
-        for (std::size_t r = 0; r < R; ++r)
-          arch::store_low_halves(reinterpret_cast<std::uint16_t*>(pt.packed[h]) + r * W,
-                                 arch::to_bf16_bits(fbatch::load_aligned(&pt.p[h][r * W])));
+        for (index_t i = pt.lo / block * block; i < pt.hi; i += index_t(W))
+          arch::store_low_halves(reinterpret_cast<std::uint16_t*>(pt.packed[h]) + i,
+                                 arch::to_bf16_bits(fbatch::load_aligned(&pt.p[h][i])));
   }
   template <std::size_t H, std::size_t C>
-  static void values(const kv_cache<bf16>& kc, const std::byte* blk, index_t d0, const prob_tile& pt,
+  static void values(const kv_cache<bf16>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
                      float* const* acc) noexcept {
     const index_t lo = pt.lo, hi = pt.hi;
     const index_t ws = kc.slice_width(d0);
-    const S* v = kc.values(blk) + d0 * block;  // this slice: [position / 2][ws][2]
+    const S* v = kc.values(pg) + d0 * page;  // this slice: [position / 2][ws][2]
     values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
       const S* row = v + g * ws * 2;  // 16 dims x (position even, position odd) per register
       prefetch_lines<M, H>(row, std::size_t(ws) * 4);
@@ -253,8 +261,9 @@ template <precision M>
 struct kv_format<std::int8_t, M> {
   using S = std::int8_t;
   template <std::size_t H>
-  static void scores(const kv_cache<std::int8_t>& kc, const std::byte* blk, const query_tile& qt, fbatch (&s)[H][R]) noexcept {
-    const S* kt = kc.keys(blk);
+  static void scores(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t j, const query_tile& qt,
+                     fbatch (&s)[H][R]) noexcept {
+    const S* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     if constexpr (M == precision::fast) {
       ibatch si[H][R];
@@ -271,8 +280,8 @@ struct kv_format<std::int8_t, M> {
         }
       }
       for (std::size_t r = 0; r < R; ++r) {
-        const ibatch offset = ibatch::load_unaligned(kc.key_sums(blk) + r * W) * ibatch(128);
-        const fbatch ks = fbatch::load_unaligned(kc.key_scales(blk) + r * W);
+        const ibatch offset = ibatch::load_unaligned(kc.key_sums(pg, j) + r * W) * ibatch(128);
+        const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
         for (std::size_t h = 0; h < H; ++h) s[h][r] = xsimd::to_float(si[h][r] - offset) * (ks * fbatch(qt.scale[h]));
       }
     } else {
@@ -294,60 +303,68 @@ struct kv_format<std::int8_t, M> {
         }
       }
       for (std::size_t r = 0; r < R; ++r) {
-        const fbatch ks = fbatch::load_unaligned(kc.key_scales(blk) + r * W);
+        const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
         for (std::size_t h = 0; h < H; ++h) s[h][r] = s[h][r] * ks;
       }
     }
   }
   template <std::size_t H>
-  static void probs(const kv_cache<std::int8_t>& kc, const std::byte* blk, prob_tile& pt) noexcept {
-    const float* vs = kc.value_scales(blk);
-    for (std::size_t h = 0; h < H; ++h) {
-      fbatch mx(0.f);  // p' >= 0; a NaN p' is skipped here (as std::max would)
-      for (std::size_t r = 0; r < R; ++r) {
-        const fbatch p = fbatch::load_aligned(&pt.p[h][r * W]) * fbatch::load_unaligned(vs + r * W);
-        p.store_aligned(&pt.p[h][r * W]);  // fold the V scale into the probability
-        mx = xsimd::select(p > mx, p, mx);
-      }
-      if constexpr (M == precision::fast) {
-        // u8 codes 0..255 of p' / scale, rounded half up (a NaN p' gives 255).
-        const float top = arch::reduce_max(mx);
-        const float inv = inverse_scale(top, 255.f);
-        pt.scale[h] = inv > 0 ? top / 255.f : 0.f;
-        auto* codes = reinterpret_cast<std::uint8_t*>(pt.packed[h]);  // little-endian: byte b of dword g is position 4g + b
+  static void probs(const kv_cache<std::int8_t>& kc, const std::byte* pg, prob_tile& pt) noexcept {
+    for (index_t j = pt.lo / block; j * block < pt.hi; ++j) {
+      const float* vs = kc.value_scales(pg, j);
+      for (std::size_t h = 0; h < H; ++h) {
+        float* p_blk = &pt.p[h][j * block];
+        fbatch mx(0.f);  // p' >= 0; a NaN p' is skipped here (as std::max would)
         for (std::size_t r = 0; r < R; ++r) {
-          const fbatch x = fbatch::load_aligned(&pt.p[h][r * W]) * fbatch(inv) + fbatch(0.5f);
-          arch::store_low_bytes(codes + r * W, xsimd::to_int(xsimd::select(x < fbatch(255.f), x, fbatch(255.f))));
+          const fbatch p = fbatch::load_aligned(p_blk + r * W) * fbatch::load_unaligned(vs + r * W);
+          p.store_aligned(p_blk + r * W);  // fold the V scale into the probability
+          mx = xsimd::select(p > mx, p, mx);
+        }
+        if constexpr (M == precision::fast) {
+          // u8 codes 0..255 of p' / scale per block, rounded half up (a NaN p' gives 255).
+          const float top = arch::reduce_max(mx);
+          const float inv = inverse_scale(top, 255.f);
+          pt.scale[j][h] = inv > 0 ? top / 255.f : 0.f;
+          // little-endian: byte b of dword g is position 4g + b
+          auto* codes = reinterpret_cast<std::uint8_t*>(pt.packed[h]) + j * block;
+          for (std::size_t r = 0; r < R; ++r) {
+            const fbatch x = fbatch::load_aligned(p_blk + r * W) * fbatch(inv) + fbatch(0.5f);
+            arch::store_low_bytes(codes + r * W, xsimd::to_int(xsimd::select(x < fbatch(255.f), x, fbatch(255.f))));
+          }
         }
       }
     }
   }
   template <std::size_t H, std::size_t C>
-  static void values(const kv_cache<std::int8_t>& kc, const std::byte* blk, index_t d0, const prob_tile& pt,
+  static void values(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
                      float* const* acc) noexcept {
     const index_t lo = pt.lo, hi = pt.hi;
     const index_t ws = kc.slice_width(d0);
-    const S* v = kc.values(blk) + d0 * block;  // this slice: [position / 4][ws][4]
+    const S* v = kc.values(pg) + d0 * page;  // this slice: [position / 4][ws][4]
     const index_t g0 = lo / 4, g1 = (hi + 3) / 4;
     if constexpr (M == precision::fast) {
-      ibatch oi[H][C];
-      for (std::size_t h = 0; h < H; ++h)
-        for (std::size_t c = 0; c < C; ++c) oi[h][c] = ibatch(0);
-      for (index_t g = g0; g < g1; ++g) {
-        const S* row = v + g * ws * 4;  // 16 dims x 4 positions per register
-        prefetch_lines<M, H>(row, std::size_t(ws) * 4);
-        for (std::size_t c = 0; c < C; ++c) {
-          ibatch x = arch::load_lanes(row, c);
-          arch::keep_in_register(x);
-          for (std::size_t h = 0; h < H; ++h) oi[h][c] = arch::dot_u8s8_quads(oi[h][c], ibatch(std::int32_t(pt.packed[h][g])), x);
+      // int32 sums per block (each block has its own probability scale).
+      for (index_t j = lo / block; j * block < hi; ++j) {
+        ibatch oi[H][C];
+        for (std::size_t h = 0; h < H; ++h)
+          for (std::size_t c = 0; c < C; ++c) oi[h][c] = ibatch(0);
+        for (index_t g = std::max(g0, j * (block / 4)); g < std::min(g1, (j + 1) * (block / 4)); ++g) {
+          const S* row = v + g * ws * 4;  // 16 dims x 4 positions per register
+          prefetch_lines<M, H>(row, std::size_t(ws) * 4);
+          for (std::size_t c = 0; c < C; ++c) {
+            ibatch x = arch::load_lanes(row, c);
+            arch::keep_in_register(x);
+            for (std::size_t h = 0; h < H; ++h) oi[h][c] = arch::dot_u8s8_quads(oi[h][c], ibatch(std::int32_t(pt.packed[h][g])), x);
+          }
         }
+        const bool first = j == lo / block;
+        for (std::size_t h = 0; h < H; ++h)
+          for (std::size_t c = 0; c < C; ++c) {
+            float* a = acc[h] + d0 + index_t(c * W);
+            const fbatch o = first ? fbatch::load_unaligned(a) * fbatch(pt.alpha[h]) : fbatch::load_unaligned(a);
+            arch::fma(xsimd::to_float(oi[h][c]), fbatch(pt.scale[j][h]), o).store_unaligned(a);
+          }
       }
-      for (std::size_t h = 0; h < H; ++h)
-        for (std::size_t c = 0; c < C; ++c) {
-          float* a = acc[h] + d0 + index_t(c * W);
-          const fbatch o = fbatch::load_unaligned(a) * fbatch(pt.alpha[h]);
-          arch::fma(xsimd::to_float(oi[h][c]), fbatch(pt.scale[h]), o).store_unaligned(a);
-        }
     } else {
       values_pass<H, C>(g0, g1, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
         const S* row = v + g * ws * 4;
@@ -372,15 +389,15 @@ struct kv_format<std::int8_t, M> {
 
 // acc over all of head_dim, one pass per V slice (the last may be narrower).
 template <class F, std::size_t H, kv_type T>
-inline void values_all(const kv_cache<T>& kc, const std::byte* blk, const prob_tile& pt, float* const* acc) noexcept {
+inline void values_all(const kv_cache<T>& kc, const std::byte* pg, const prob_tile& pt, float* const* acc) noexcept {
   const index_t dim = kc.head_dim();
   constexpr index_t step = index_t(dim_regs * W);
   static_assert(step == kv_cache<T>::value_slice, "one values pass covers one V slice");
   index_t d0 = 0;
-  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, blk, d0, pt, acc);
+  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, pg, d0, pt, acc);
   const std::size_t rest = std::size_t(dim - d0) / W;  // head_dim is a multiple of 16, so of W
   [&]<std::size_t... C>(std::index_sequence<C...>) {
-    ((rest == C + 1 ? F::template values<H, C + 1>(kc, blk, d0, pt, acc) : void()), ...);
+    ((rest == C + 1 ? F::template values<H, C + 1>(kc, pg, d0, pt, acc) : void()), ...);
   }(std::make_index_sequence<dim_regs - 1>{});
 }
 
@@ -391,75 +408,84 @@ struct head_state {
   float* acc; // head_dim running sum of 2^(logit - m) v
 };
 
-// Scores (MXM) and online softmax (VXM) of one block for H query heads (a
-// tile): fills pt and updates each head's running max and sum.
+// Scores (MXM) of the blocks of one page that hold positions [lo, hi), then
+// one online-softmax step (VXM) over them for H query heads (a tile): fills
+// pt and updates each head's running max and sum.
 template <kv_type T, precision M, std::size_t H>
-void softmax_step(const kv_cache<T>& kc, const std::byte* blk, index_t lo, index_t hi, const query_tile& qt, float c,
+void softmax_page(const kv_cache<T>& kc, const std::byte* pg, index_t lo, index_t hi, const query_tile& qt, float c,
                   head_state* st, prob_tile& pt) noexcept {
   using F = kv_format<T, M>;
-  fbatch s[H][R];
-  for (std::size_t h = 0; h < H; ++h)
-    for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
-  F::template scores<H>(kc, blk, qt, s);
-
   alignas(64) float lane_pos[W];
   for (std::size_t i = 0; i < W; ++i) lane_pos[i] = float(i);
   const fbatch iota = fbatch::load_aligned(lane_pos);
   const fbatch neg_inf(-std::numeric_limits<float>::infinity());
   pt.lo = lo;
   pt.hi = hi;
-  const bool full = lo == 0 && hi == block;
-  for (std::size_t h = 0; h < H; ++h) {
-    // Base-2 logits, masked outside [lo, hi).
-    fbatch t[R];
-    fbatch mx = neg_inf;
-    for (std::size_t r = 0; r < R; ++r) {
-      t[r] = s[h][r] * fbatch(c);
-      if (!full) {  // only the first and last block of a chunk are partial
-        const fbatch pos = iota + fbatch(float(r * W));
-        t[r] = xsimd::select((pos >= fbatch(float(lo))) && (pos < fbatch(float(hi))), t[r], neg_inf);
+  const index_t j0 = lo / block, j1 = (hi + block - 1) / block;
+  // Running max per head and lane, kept in memory: in registers it would
+  // take four from the scores loop (int8 spilled there: 0.82x).
+  alignas(64) float mx_lanes[H][W];
+  for (std::size_t h = 0; h < H; ++h) neg_inf.store_aligned(mx_lanes[h]);
+  for (index_t j = j0; j < j1; ++j) {
+    fbatch s[H][R];
+    for (std::size_t h = 0; h < H; ++h)
+      for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
+    F::template scores<H>(kc, pg, j, qt, s);
+    // Base-2 logits, masked outside [lo, hi) (only the first and last block
+    // of a chunk can be partial).
+    const index_t blo = std::max<index_t>(lo - j * block, 0), bhi = std::min<index_t>(hi - j * block, block);
+    const bool full = blo == 0 && bhi == block;
+    for (std::size_t h = 0; h < H; ++h) {
+      fbatch mx = fbatch::load_aligned(mx_lanes[h]);
+      for (std::size_t r = 0; r < R; ++r) {
+        fbatch t = s[h][r] * fbatch(c);
+        if (!full) {
+          const fbatch pos = iota + fbatch(float(r * W));
+          t = xsimd::select((pos >= fbatch(float(blo))) && (pos < fbatch(float(bhi))), t, neg_inf);
+        }
+        mx = xsimd::max(mx, t);
+        t.store_aligned(&pt.p[h][j * block + index_t(r * W)]);
       }
-      mx = xsimd::max(mx, t[r]);
+      mx.store_aligned(mx_lanes[h]);
     }
+  }
+  for (std::size_t h = 0; h < H; ++h) {
     // Invariant: st.m is the max so far; m_new >= st.m, so alpha <= 1 and
     // every 2^(t - m_new) <= 1: no overflow whatever the logits.
-    const float m_new = std::max(st[h].m, arch::reduce_max(mx));
+    const float m_new = std::max(st[h].m, arch::reduce_max(fbatch::load_aligned(mx_lanes[h])));
     pt.alpha[h] = st[h].m == m_new ? 1.f : tstream::exp2(fbatch(st[h].m - m_new)).get(0);
     fbatch sum(0.f);
-    for (std::size_t r = 0; r < R; ++r) {
-      const fbatch e = tstream::exp2(t[r] - fbatch(m_new));  // exactly 0 where masked
+    for (index_t i = j0 * block; i < j1 * block; i += index_t(W)) {
+      const fbatch e = tstream::exp2(fbatch::load_aligned(&pt.p[h][i]) - fbatch(m_new));  // exactly 0 where masked
       sum += e;
-      e.store_aligned(&pt.p[h][r * W]);
+      e.store_aligned(&pt.p[h][i]);
     }
     st[h].l = st[h].l * pt.alpha[h] + xsimd::hadd(sum);
     st[h].m = m_new;
   }
-  F::template probs<H>(kc, blk, pt);
+  F::template probs<H>(kc, pg, pt);
 }
 
-// Positions [plo, phi) of KV head kvh for one tile of H query heads, block
-// by block, each block's K^T then V: the order they lie in memory, so the
-// stream is sequential. (Issuing block b + 1's scores before block b's
-// values pass breaks the sequential stream: 20-35% slower from DRAM. With
-// the stream kept in order — V of block b stored after K^T of block b + 1,
-// tried on a copy of this loop — it gained 1-2%, inside the noise. The
-// softmax costs about 10% of a GQA tile from L2 and from DRAM alike, while
-// as many independent FMAs cost nothing from DRAM: what costs is that each
-// of its steps waits on the one before, and neither that order, nor the
-// exps spread into the values loop, nor starting them from the previous
-// running max hid it.)
+// Positions [plo, phi) of KV head kvh for one tile of H query heads, page by
+// page, each page's K^T then V: the order they lie in memory, so the stream
+// is sequential. (Issuing the next scores before this page's values breaks
+// that order: with 64-position steps, 20-35% slower from DRAM. The softmax
+// sits between the scores and the values once per page, not per block:
+// each of its steps waits on the one before, and the stream stalled for it
+// cost 9-11% of a GQA tile per 64 positions; independent FMAs of the same
+// count cost nothing from DRAM.)
 template <kv_type T, precision M, std::size_t H>
-void run_blocks(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, const query_tile& qt, float c,
-                head_state* st) noexcept {
+void run_pages(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, const query_tile& qt, float c,
+               head_state* st) noexcept {
   using F = kv_format<T, M>;
   float* accs[H];
   for (std::size_t h = 0; h < H; ++h) accs[h] = st[h].acc;
   prob_tile pt;
-  for (index_t b = plo / block; b * block < phi; ++b) {
-    const std::byte* blk = kc.block_data(kvh, b);
-    softmax_step<T, M, H>(kc, blk, std::max<index_t>(plo - b * block, 0), std::min<index_t>(phi - b * block, block), qt,
+  for (index_t pi = plo / page; pi * page < phi; ++pi) {
+    const std::byte* pg = kc.page_data(kvh, pi);
+    softmax_page<T, M, H>(kc, pg, std::max<index_t>(plo - pi * page, 0), std::min<index_t>(phi - pi * page, page), qt,
                           c, st, pt);
-    values_all<F, H>(kc, blk, pt, accs);
+    values_all<F, H>(kc, pg, pt, accs);
   }
 }
 
@@ -476,6 +502,7 @@ class decode_plan {
   /// Positions per work item: fixed, so the reduction order never depends
   /// on the thread count.
   static constexpr index_t chunk = 1024;
+  static_assert(chunk % kv_cache<T>::page == 0, "a chunk is a whole number of pages");
 
   decode_plan(const kv_cache<T>& cache, index_t q_heads, decode_options opt = {})
       : cache_(&cache), q_heads_(q_heads), opt_(opt) {
@@ -604,10 +631,10 @@ class decode_plan {
     const query_tile qt{q + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
                         fast() ? q_scale_.data() + hq0 : nullptr};
     switch (n) {
-      case 1: run_blocks<T, M, 1>(*cache_, h, plo, phi, qt, scale, st); break;
-      case 2: if constexpr (heads_per_tile >= 2) run_blocks<T, M, 2>(*cache_, h, plo, phi, qt, scale, st); break;
-      case 3: if constexpr (heads_per_tile >= 3) run_blocks<T, M, 3>(*cache_, h, plo, phi, qt, scale, st); break;
-      default: if constexpr (heads_per_tile >= 4) run_blocks<T, M, heads_per_tile>(*cache_, h, plo, phi, qt, scale, st); break;
+      case 1: run_pages<T, M, 1>(*cache_, h, plo, phi, qt, scale, st); break;
+      case 2: if constexpr (heads_per_tile >= 2) run_pages<T, M, 2>(*cache_, h, plo, phi, qt, scale, st); break;
+      case 3: if constexpr (heads_per_tile >= 3) run_pages<T, M, 3>(*cache_, h, plo, phi, qt, scale, st); break;
+      default: if constexpr (heads_per_tile >= 4) run_pages<T, M, heads_per_tile>(*cache_, h, plo, phi, qt, scale, st); break;
     }
     for (index_t i = 0; i < n; ++i) {
       out[std::size_t(i) * per + std::size_t(dim)] = st[i].m;

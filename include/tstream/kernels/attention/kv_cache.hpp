@@ -1,7 +1,13 @@
 // The KV cache, resident and laid out in the order decode attention streams
-// it: per KV head, blocks of 64 positions, each block holding K transposed
-// (head_dim x 64: one row of 64 scores is a few registers) followed by V
-// (64 x head_dim), so one KV head's blocks form one sequential stream.
+// it: per KV head, pages of 512 positions (8 blocks of 64), each page holding
+// the K^T of its blocks (head_dim x 64 each: one row of 64 scores is a few
+// registers) followed by the V of the whole page (512 x head_dim), so one
+// KV head's pages form one sequential stream. The kernel reads a page's
+// K^T, runs one softmax over its 512 scores, then reads its V: one softmax
+// per 512 positions rather than per 64, because each softmax stalls the
+// stream while its steps wait on each other (the max, then the exps, then
+// the values' FMAs): per 64-position block that cost 9-11% of the GQA tile
+// from DRAM; per page of 8 blocks, 3%.
 //
 // Elements are grouped as the dot-product instructions consume them (G = 1
 // for fp32, 2 for bf16, 4 for int8): K^T keeps G consecutive dims of one
@@ -11,12 +17,15 @@
 // contiguous, so every pass over V reads memory strictly in order. One
 // register then holds 16 positions x G dims of K, or 16 dims x G positions
 // of V, which the exact path widens and the fast path feeds to
-// vdpbf16ps / vpdpbusd as is. int8 blocks hold, between K^T and V, the
-// per-position K scales, the sums of the K codes and the V scales: the
-// order the kernel reads them, so the block stays one forward stream (with
-// the scales after V, each block jumped ahead and back, and int8 from DRAM
-// read at 0.33-0.46 of the bandwidth without software prefetch, 0.55-0.60
-// with it).
+// vdpbf16ps / vpdpbusd as is. int8 blocks hold, after their K^T, the
+// per-position K scales and the sums of the K codes, and int8 pages the V
+// scales of their positions before V: the order the kernel reads them, so
+// the page stays one forward stream (with the scales after V, each block
+// jumped ahead and back, and int8 from DRAM read at 0.33-0.46 of the
+// bandwidth; with each block's V scales after its K sums, the jump back
+// over the page's keys to read them cost 40% from DRAM).
+//
+// Capacity is rounded up to whole pages (at most 511 positions per head).
 #pragma once
 
 #include <algorithm>
@@ -40,7 +49,8 @@ template <class T>
 concept kv_type = std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, std::int8_t>;
 
 /// One layer's K and V for kv_heads heads of head_dim, room for `capacity`
-/// positions, allocated (and zeroed) once. Positions are appended one token
+/// positions (memory for it rounded up to whole 512-position pages),
+/// allocated (and zeroed) once. Positions are appended one token
 /// (decode) or many (prefill) at a time; nothing is reallocated.
 ///
 /// int8 quantizes each appended K and V row (one position of one head)
@@ -52,6 +62,10 @@ class kv_cache {
  public:
   /// Positions per block (the decode kernel's score tile).
   static constexpr index_t block = 64;
+  /// Blocks per page (one softmax each); positions per page.
+  static constexpr index_t page_blocks = 8;
+  static constexpr index_t page = block * page_blocks;
+  static constexpr bool is_int8 = std::is_same_v<T, std::int8_t>;
   using storage = std::conditional_t<std::is_same_v<T, bf16>, std::uint16_t, T>;
   /// Elements grouped along head_dim (K) or positions (V): 4 bytes.
   static constexpr index_t group = index_t(4 / sizeof(storage));
@@ -65,9 +79,9 @@ class kv_cache {
     detail::require(head_dim >= 16 && head_dim % 16 == 0 && head_dim <= 1024, "kv_cache", "head_dim = ", head_dim,
                     " is unsupported (a multiple of 16 up to 1024)");
     detail::require(capacity >= 1, "kv_cache", "capacity = ", capacity, " must be at least 1");
-    blocks_ = capacity / block + (capacity % block != 0);
-    const std::size_t n_blocks = detail::checked_mul(std::size_t(heads_), std::size_t(blocks_), "kv_cache", "kv_heads x capacity");
-    data_ = aligned_buffer<std::byte>(detail::checked_mul(n_blocks, block_bytes(), "kv_cache", "the cache's byte size"));
+    pages_ = capacity / page + (capacity % page != 0);
+    const std::size_t n_pages = detail::checked_mul(std::size_t(heads_), std::size_t(pages_), "kv_cache", "kv_heads x capacity");
+    data_ = aligned_buffer<std::byte>(detail::checked_mul(n_pages, page_bytes(), "kv_cache", "the cache's byte size"));
     std::memset(data_.data(), 0, data_.bytes());  // padding lanes read as zero, never NaN
   }
 
@@ -106,44 +120,52 @@ class kv_cache {
   }
 
   // ---- the layout, for the decode kernel ----
-  /// Bytes of one block (K^T, V and, for int8, the two scale rows).
-  [[nodiscard]] std::size_t block_bytes() const noexcept {
-    return 2 * std::size_t(block * dim_) * sizeof(storage) + (std::is_same_v<T, std::int8_t> ? 3 * block * 4 : 0);
+  /// Bytes of one block's keys: K^T and, for int8, its K scales and sums.
+  [[nodiscard]] std::size_t key_block_bytes() const noexcept {
+    return std::size_t(block * dim_) * sizeof(storage) + (is_int8 ? 2 * block * 4 : 0);
   }
-  /// Index of K(d, p) within a block's K^T.
+  /// Bytes of one page: the keys of its blocks, (int8) its V scales, its V.
+  [[nodiscard]] std::size_t page_bytes() const noexcept {
+    return std::size_t(page_blocks) * key_block_bytes() + (is_int8 ? page * 4 : 0) +
+           std::size_t(page * dim_) * sizeof(storage);
+  }
+  /// Index of K(d, p) within a block's K^T (p < 64).
   [[nodiscard]] index_t key_index(index_t d, index_t p) const noexcept {
     return (d / group) * (block * group) + p * group + d % group;
   }
   /// Dims in the V slice that starts at dim d0 (a multiple of value_slice).
   [[nodiscard]] index_t slice_width(index_t d0) const noexcept { return std::min(value_slice, dim_ - d0); }
-  /// Index of V(p, d) within a block's V: slice, then [p / G][d][p % G].
+  /// Index of V(p, d) within a page's V (p < 512): slice, then [p / G][d][p % G].
   [[nodiscard]] index_t value_index(index_t p, index_t d) const noexcept {
     const index_t d0 = d - d % value_slice;
-    return d0 * block + (p / group) * (slice_width(d0) * group) + (d - d0) * group + p % group;
+    return d0 * page + (p / group) * (slice_width(d0) * group) + (d - d0) * group + p % group;
   }
-  /// Block b of head h.
-  [[nodiscard]] const std::byte* block_data(index_t h, index_t b) const noexcept {
-    return data_.data() + std::size_t(h * blocks_ + b) * block_bytes();
+  /// Page pg of head h.
+  [[nodiscard]] const std::byte* page_data(index_t h, index_t pg) const noexcept {
+    return data_.data() + std::size_t(h * pages_ + pg) * page_bytes();
   }
-  /// K^T of a block: head_dim rows of 64 positions.
-  [[nodiscard]] const storage* keys(const std::byte* blk) const noexcept { return reinterpret_cast<const storage*>(blk); }
-  /// Per-position scales of K (int8 only), right after K^T.
-  [[nodiscard]] const float* key_scales(const std::byte* blk) const noexcept {
-    return reinterpret_cast<const float*>(keys(blk) + block * dim_);
+  /// K^T of block j of a page: head_dim rows of 64 positions.
+  [[nodiscard]] const storage* keys(const std::byte* pg, index_t j) const noexcept {
+    return reinterpret_cast<const storage*>(pg + std::size_t(j) * key_block_bytes());
+  }
+  /// Per-position scales of K (int8 only), right after the block's K^T.
+  [[nodiscard]] const float* key_scales(const std::byte* pg, index_t j) const noexcept {
+    return reinterpret_cast<const float*>(keys(pg, j) + block * dim_);
   }
   /// Per-position sums over head_dim of the K codes (int8 only): the offset
   /// term of a u8 x s8 dot product.
-  [[nodiscard]] const std::int32_t* key_sums(const std::byte* blk) const noexcept {
-    return reinterpret_cast<const std::int32_t*>(key_scales(blk) + block);
+  [[nodiscard]] const std::int32_t* key_sums(const std::byte* pg, index_t j) const noexcept {
+    return reinterpret_cast<const std::int32_t*>(key_scales(pg, j) + block);
   }
-  /// Per-position scales of V (int8 only), right before V.
-  [[nodiscard]] const float* value_scales(const std::byte* blk) const noexcept {
-    return reinterpret_cast<const float*>(key_sums(blk) + block);
+  /// Per-position scales of V for block j of a page (int8 only), after the
+  /// keys of the page's blocks.
+  [[nodiscard]] const float* value_scales(const std::byte* pg, index_t j) const noexcept {
+    return reinterpret_cast<const float*>(pg + std::size_t(page_blocks) * key_block_bytes()) + j * block;
   }
-  /// V of a block: 64 positions of head_dim, after K^T (and the int8 scales).
-  [[nodiscard]] const storage* values(const std::byte* blk) const noexcept {
-    if constexpr (std::is_same_v<T, std::int8_t>) return reinterpret_cast<const storage*>(value_scales(blk) + block);
-    else return keys(blk) + block * dim_;
+  /// V of a page: 512 positions of head_dim, after the keys of its blocks
+  /// (and the int8 V scales).
+  [[nodiscard]] const storage* values(const std::byte* pg) const noexcept {
+    return reinterpret_cast<const storage*>(pg + std::size_t(page_blocks) * key_block_bytes() + (is_int8 ? page * 4 : 0));
   }
   /// Bytes of K and V (with scales) decode reads for a context of L positions.
   [[nodiscard]] std::size_t bytes_for(index_t L) const noexcept {
@@ -156,22 +178,20 @@ class kv_cache {
   [[nodiscard]] float value(index_t h, index_t pos, index_t d) const { return read(h, pos, d, false); }
   /// The int8 scale of K or V at (head, position) (1 for other types).
   [[nodiscard]] float key_scale(index_t h, index_t pos) const {
-    if constexpr (std::is_same_v<T, std::int8_t>) return key_scales(block_data(h, pos / block))[pos % block];
+    if constexpr (std::is_same_v<T, std::int8_t>) return key_scales(page_data(h, pos / page), pos % page / block)[pos % block];
     else return 1.f;
   }
   [[nodiscard]] float value_scale(index_t h, index_t pos) const {
-    if constexpr (std::is_same_v<T, std::int8_t>) return value_scales(block_data(h, pos / block))[pos % block];
+    if constexpr (std::is_same_v<T, std::int8_t>) return value_scales(page_data(h, pos / page), pos % page / block)[pos % block];
     else return 1.f;
   }
 
  private:
-  std::byte* mutable_block(index_t h, index_t b) noexcept { return const_cast<std::byte*>(block_data(h, b)); }
-
   void store(index_t h, index_t pos, const float* k, const float* v) {
-    std::byte* blk = mutable_block(h, pos / block);
-    const index_t p = pos % block;
-    auto* kt = const_cast<storage*>(keys(blk));
-    auto* vb = const_cast<storage*>(values(blk));
+    const std::byte* pg = page_data(h, pos / page);
+    const index_t j = pos % page / block, p = pos % block;  // block j of the page, position p of the block
+    auto* kt = const_cast<storage*>(keys(pg, j));
+    auto* vb = const_cast<storage*>(values(pg));
     if constexpr (std::is_same_v<T, std::int8_t>) {
       auto scale_of = [&](const float* x) {
         float amax = 0;
@@ -186,13 +206,13 @@ class kv_cache {
         kt[key_index(d, p)] = code;
         ksum += code;
       }
-      for (index_t d = 0; d < dim_; ++d) vb[value_index(p, d)] = quantize_value(v[d], vinv);
-      const_cast<float*>(key_scales(blk))[p] = kinv > 0 ? ka / 127.f : 0.f;
-      const_cast<float*>(value_scales(blk))[p] = vinv > 0 ? va / 127.f : 0.f;
-      const_cast<std::int32_t*>(key_sums(blk))[p] = ksum;
+      for (index_t d = 0; d < dim_; ++d) vb[value_index(j * block + p, d)] = quantize_value(v[d], vinv);
+      const_cast<float*>(key_scales(pg, j))[p] = kinv > 0 ? ka / 127.f : 0.f;
+      const_cast<float*>(value_scales(pg, j))[p] = vinv > 0 ? va / 127.f : 0.f;
+      const_cast<std::int32_t*>(key_sums(pg, j))[p] = ksum;
     } else {
       for (index_t d = 0; d < dim_; ++d) kt[key_index(d, p)] = encode(k[d]);
-      for (index_t d = 0; d < dim_; ++d) vb[value_index(p, d)] = encode(v[d]);
+      for (index_t d = 0; d < dim_; ++d) vb[value_index(j * block + p, d)] = encode(v[d]);
     }
   }
 
@@ -202,15 +222,15 @@ class kv_cache {
   }
 
   float read(index_t h, index_t pos, index_t d, bool is_key) const {
-    const std::byte* blk = block_data(h, pos / block);
-    const index_t p = pos % block;
-    const storage s = is_key ? keys(blk)[key_index(d, p)] : values(blk)[value_index(p, d)];
+    const std::byte* pg = page_data(h, pos / page);
+    const index_t j = pos % page / block, p = pos % block;
+    const storage s = is_key ? keys(pg, j)[key_index(d, p)] : values(pg)[value_index(j * block + p, d)];
     if constexpr (std::is_same_v<T, bf16>) return bf16::to_float(s);
-    else if constexpr (std::is_same_v<T, std::int8_t>) return float(s) * (is_key ? key_scales(blk) : value_scales(blk))[p];
+    else if constexpr (std::is_same_v<T, std::int8_t>) return float(s) * (is_key ? key_scales(pg, j) : value_scales(pg, j))[p];
     else return s;
   }
 
-  index_t heads_, dim_, capacity_, blocks_ = 0, size_ = 0;
+  index_t heads_, dim_, capacity_, pages_ = 0, size_ = 0;
   aligned_buffer<std::byte> data_;
 };
 
