@@ -159,13 +159,13 @@ std::vector<double> reference_fast(const kv_cache<T>& c, const std::vector<float
 
 template <class T>
 void check_case(index_t qh, index_t kvh, index_t dim, index_t L, tstream::decode_options opt, int threads,
-                double tol, float qamp = 1.f) {
+                double tol, float qamp = 1.f, index_t capacity = 0) {
   CAPTURE(qh);
   CAPTURE(kvh);
   CAPTURE(dim);
   CAPTURE(L);
   CAPTURE(opt.window);
-  const auto c = filled_cache<T>(kvh, dim, L, unsigned(L * 3 + dim));
+  const auto c = filled_cache<T>(kvh, dim, L, unsigned(L * 3 + dim), 1.f, capacity);
   const auto q = random_vector(std::size_t(qh * dim), unsigned(qh + L), qamp);
   std::vector<float> out(std::size_t(qh * dim), -1.f);
   tstream::thread_team team(threads);
@@ -200,7 +200,8 @@ TEST_CASE("exp2: relative error below 2e-7, exact zero below -126, NaN stays NaN
 }
 
 TEST_CASE("attention f32: lengths, head dims and GQA ratios against double") {
-  for (index_t L : {1, 2, 319, 320, 321, 1000, 5000})
+  // 512, 513, 1024: a page (512 positions) and a chunk (1024) boundary.
+  for (index_t L : {1, 2, 319, 320, 321, 512, 513, 1000, 1024, 5000})
     for (auto [qh, kvh] : {std::pair<index_t, index_t>{8, 8}, {8, 2}, {8, 1}}) check_case<float>(qh, kvh, 64, L, {}, 2, 1e-5);
   for (index_t dim : {80, 96, 128, 256}) check_case<float>(8, 2, dim, 777, {}, 2, 1e-5);
   check_case<float>(12, 4, 128, 1500, {}, 3, 1e-5);  // 3 heads per group: a partial tile
@@ -212,6 +213,12 @@ TEST_CASE("attention bf16 and int8 KV: the kernel is exact on the stored values"
     check_case<std::int8_t>(8, 2, 128, L, {}, 2, 1e-5);
   }
   check_case<std::int8_t>(4, 4, 80, 130, {}, 1, 1e-5);
+  // Odd L over several pages (a bf16 pair straddles the end), a narrow last
+  // V slice (head_dim 80) over several pages, capacity above L.
+  check_case<bf16>(8, 2, 64, 1537, {}, 2, 1e-5);
+  check_case<std::int8_t>(8, 2, 64, 1537, {}, 2, 1e-5);
+  check_case<bf16>(8, 2, 80, 1100, {}, 2, 1e-5, 1.f, 2000);
+  check_case<std::int8_t>(8, 2, 80, 1100, {}, 2, 1e-5, 1.f, 2000);
 }
 
 TEST_CASE("attention bf16 and int8 KV, fast mode: within the stated tolerance of the stored values") {
@@ -223,6 +230,9 @@ TEST_CASE("attention bf16 and int8 KV, fast mode: within the stated tolerance of
   }
   check_case<bf16>(4, 4, 80, 130, fast, 1, 2e-3);
   check_case<std::int8_t>(6, 2, 96, 500, fast, 1, 5e-3);
+  check_case<bf16>(8, 2, 64, 1537, fast, 2, 2e-3);
+  check_case<bf16>(8, 2, 80, 1100, fast, 2, 2e-3, 1.f, 2000);
+  check_case<std::int8_t>(8, 2, 80, 1100, fast, 2, 5e-3, 1.f, 2000);
   fast.window = 70;
   check_case<std::int8_t>(8, 1, 64, 1000, fast, 2, 5e-3);
   check_case<float>(8, 1, 64, 1000, fast, 2, 1e-5);  // fp32: fast is exact
@@ -234,9 +244,9 @@ TEST_CASE("attention: sliding window") {
     opt.window = w;
     check_case<float>(8, 2, 64, 3000, opt, 2, 1e-5);
   }
-  // The window starts at an odd position inside a page's sixth block (bf16
-  // pairs and int8 quads straddle it) or inside a page's last block.
-  for (index_t w : {65, 1500}) {
+  // The window starts at an odd position (a bf16 pair and an int8 quad
+  // straddle it) inside a page's sixth block (w = 65) or last block (1501).
+  for (index_t w : {65, 1501}) {
     tstream::decode_options opt;
     opt.window = w;
     check_case<bf16>(8, 2, 64, 3000, opt, 2, 1e-5);

@@ -274,8 +274,11 @@ TEST_CASE("bad input: kv_cache constructor arguments") {
 }
 
 TEST_CASE("bad input: kv_cache sizes whose byte count overflows are an error or bad_alloc") {
-  // BUG: kv_cache(kv_heads, head_dim, capacity) computes (capacity + 63) / 64
+  // Fixed BUG (when the cache was laid out in 64-position blocks):
+  // kv_cache(kv_heads, head_dim, capacity) computed (capacity + 63) / 64
   // blocks and kv_heads * blocks * block_bytes() without overflow checks.
+  // (It now counts pages as capacity / 512 + (capacity % 512 != 0), and the
+  // product goes through checked_mul.)
   // kv_cache<float>(1, 64, PTRDIFF_MAX): capacity + 63 overflows (UB; UBSan
   // reports it) and the product wraps to 32768 bytes, one block: appending a
   // 65th position then writes past the buffer (ASan: heap-buffer-overflow).

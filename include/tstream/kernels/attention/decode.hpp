@@ -14,10 +14,10 @@
 // head, fp32, safe for large logits). MXM again: acc += p V over the page,
 // with every V load shared by the heads.
 //
-// The split: the context is cut into fixed chunks of 1024 positions (a plan
-// constant, never L / threads, a whole number of pages); (KV head, chunk) work items are spread over
-// the team; partial (m, l, acc) results merge in chunk order. So the output
-// is bitwise identical for any thread count.
+// The split: the context is cut into fixed chunks of 1024 positions (two
+// pages; a plan constant, never L / threads); (KV head, chunk) work items
+// are spread over the team; partial (m, l, acc) results merge in chunk
+// order. So the output is bitwise identical for any thread count.
 //
 // NaN and infinity follow IEEE arithmetic: a NaN in q, K or V makes the
 // affected heads' outputs NaN; an infinite logit of +inf gives NaN, one of
@@ -81,13 +81,14 @@ inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice
 //     0.72): the hardware prefetcher keeps up with a few FMAs per line.
 //   bf16: none for one head per tile (MHA: 180-210 against 140) and for the
 //     fast mode; 16 KiB for the exact GQA tile (4 heads, widening: ~10%).
-//   int8: none, since its scales sit between K^T and V (kv_cache.hpp) and
-//     each block is one forward stream (MHA fast, L = 16384: 0.86 of the
-//     bandwidth without, 0.68 with; before, with the scales after V, it
-//     needed the prefetch to reach 0.58).
+//   int8: none, since its scales sit where the kernel reads them
+//     (kv_cache.hpp) and each page is one forward stream (MHA fast,
+//     L = 16384: 0.86 of the bandwidth without, 0.68 with; before, with the
+//     scales after V, it needed the prefetch to reach 0.58).
 // (With 4 KiB pages fp32 wanted the prefetch too: 0.54 without, 0.84 with.)
 // Re-measured with 512-position pages (GQA, L = 16384, 1 thread): fp32 with
-// 4 or 16 KiB ahead 0.72-0.78x of none; bf16 exact without 0.75x of 16 KiB.
+// 4 or 16 KiB ahead 0.72-0.78x of none; bf16 exact without 0.75x of 16 KiB;
+// int8 exact MHA with 2 or 8 KiB ahead 0.70-0.83x of none.
 template <class S, precision M, std::size_t H>
 inline constexpr std::size_t prefetch_distance =
     std::is_same_v<S, std::uint16_t> && M == precision::exact && H > 1 ? 16384 : 0;

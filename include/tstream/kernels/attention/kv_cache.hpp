@@ -25,7 +25,9 @@
 // bandwidth; with each block's V scales after its K sums, the jump back
 // over the page's keys to read them cost 40% from DRAM).
 //
-// Capacity is rounded up to whole pages (at most 511 positions per head).
+// The memory is allocated in whole pages: capacity() stays as asked, but a
+// cache holds room for up to 511 more positions per head (a 64-position
+// cache of 8 heads of 128 fp32 takes 4 MiB, not 512 KiB).
 #pragma once
 
 #include <algorithm>
