@@ -238,6 +238,20 @@ TEST_CASE("attention bf16 and int8 KV, fast mode: within the stated tolerance of
   check_case<float>(8, 1, 64, 1000, fast, 2, 1e-5);  // fp32: fast is exact
 }
 
+TEST_CASE("kv_cache: memory is whole 512-position pages of K, V and the int8 scales") {
+  // Per position and head: K and V (head_dim each), plus 12 bytes of int8 scales and sums.
+  auto expect = [](index_t kvh, index_t dim, index_t cap, std::size_t elem, std::size_t extra) {
+    const std::size_t pages = std::size_t((cap + 511) / 512);
+    return std::size_t(kvh) * pages * 512 * (2 * std::size_t(dim) * elem + extra);
+  };
+  CHECK(kv_cache<float>(8, 128, 64).memory_bytes() == expect(8, 128, 64, 4, 0));  // 4 MiB
+  CHECK(kv_cache<float>(8, 128, 64).memory_bytes() == std::size_t(4) << 20);
+  CHECK(kv_cache<float>(2, 80, 512).memory_bytes() == expect(2, 80, 512, 4, 0));
+  CHECK(kv_cache<bf16>(3, 64, 513).memory_bytes() == expect(3, 64, 513, 2, 0));
+  CHECK(kv_cache<std::int8_t>(2, 96, 1500).memory_bytes() == expect(2, 96, 1500, 1, 12));
+  CHECK(kv_cache<std::int8_t>(1, 16, 1).memory_bytes() == expect(1, 16, 1, 1, 12));
+}
+
 TEST_CASE("attention: sliding window") {
   for (index_t w : {1, 5, 64, 65, 1500}) {
     tstream::decode_options opt;

@@ -92,6 +92,8 @@ class kv_cache {
   [[nodiscard]] index_t capacity() const noexcept { return capacity_; }
   /// Positions stored so far (the context length L).
   [[nodiscard]] index_t size() const noexcept { return size_; }
+  /// Bytes the cache holds (whole pages: see the layout note above).
+  [[nodiscard]] std::size_t memory_bytes() const noexcept { return data_.bytes(); }
   /// Forgets every position (capacity and memory stay).
   void clear() noexcept { size_ = 0; }
 
