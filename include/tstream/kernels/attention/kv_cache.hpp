@@ -164,12 +164,12 @@ class kv_cache {
   /// Per-position scales of V for block j of a page (int8 only), after the
   /// keys of the page's blocks.
   [[nodiscard]] const float* value_scales(const std::byte* pg, index_t j) const noexcept {
-    return reinterpret_cast<const float*>(pg + std::size_t(page_blocks) * key_block_bytes()) + j * block;
+    return page_value_scales(pg) + j * block;
   }
   /// V of a page: 512 positions of head_dim, after the keys of its blocks
   /// (and the int8 V scales).
   [[nodiscard]] const storage* values(const std::byte* pg) const noexcept {
-    return reinterpret_cast<const storage*>(pg + std::size_t(page_blocks) * key_block_bytes() + (is_int8 ? page * 4 : 0));
+    return reinterpret_cast<const storage*>(page_value_scales(pg) + (is_int8 ? page : 0));
   }
   /// Bytes of K and V (with scales) decode reads for a context of L positions.
   [[nodiscard]] std::size_t bytes_for(index_t L) const noexcept {
@@ -182,18 +182,37 @@ class kv_cache {
   [[nodiscard]] float value(index_t h, index_t pos, index_t d) const { return read(h, pos, d, false); }
   /// The int8 scale of K or V at (head, position) (1 for other types).
   [[nodiscard]] float key_scale(index_t h, index_t pos) const {
-    if constexpr (std::is_same_v<T, std::int8_t>) return key_scales(page_data(h, pos / page), pos % page / block)[pos % block];
+    if constexpr (std::is_same_v<T, std::int8_t>) {
+      const slot s = locate(h, pos);
+      return key_scales(s.pg, s.j)[s.p];
+    }
     else return 1.f;
   }
   [[nodiscard]] float value_scale(index_t h, index_t pos) const {
-    if constexpr (std::is_same_v<T, std::int8_t>) return value_scales(page_data(h, pos / page), pos % page / block)[pos % block];
+    if constexpr (std::is_same_v<T, std::int8_t>) {
+      const slot s = locate(h, pos);
+      return value_scales(s.pg, s.j)[s.p];
+    }
     else return 1.f;
   }
 
  private:
+  // Where position pos of head h lives: page, block j of the page, position
+  // p of the block.
+  struct slot {
+    const std::byte* pg;
+    index_t j, p;
+  };
+  [[nodiscard]] slot locate(index_t h, index_t pos) const noexcept {
+    return {page_data(h, pos / page), pos % page / block, pos % block};
+  }
+  // The int8 V scales of a page sit after the keys of its blocks; V after them.
+  [[nodiscard]] const float* page_value_scales(const std::byte* pg) const noexcept {
+    return reinterpret_cast<const float*>(pg + std::size_t(page_blocks) * key_block_bytes());
+  }
+
   void store(index_t h, index_t pos, const float* k, const float* v) {
-    const std::byte* pg = page_data(h, pos / page);
-    const index_t j = pos % page / block, p = pos % block;  // block j of the page, position p of the block
+    const auto [pg, j, p] = locate(h, pos);
     auto* kt = const_cast<storage*>(keys(pg, j));
     auto* vb = const_cast<storage*>(values(pg));
     if constexpr (std::is_same_v<T, std::int8_t>) {
@@ -226,8 +245,7 @@ class kv_cache {
   }
 
   float read(index_t h, index_t pos, index_t d, bool is_key) const {
-    const std::byte* pg = page_data(h, pos / page);
-    const index_t j = pos % page / block, p = pos % block;
+    const auto [pg, j, p] = locate(h, pos);
     const storage s = is_key ? keys(pg, j)[key_index(d, p)] : values(pg)[value_index(j * block + p, d)];
     if constexpr (std::is_same_v<T, bf16>) return bf16::to_float(s);
     else if constexpr (std::is_same_v<T, std::int8_t>) return float(s) * (is_key ? key_scales(pg, j) : value_scales(pg, j))[p];
