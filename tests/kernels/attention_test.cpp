@@ -71,13 +71,22 @@ void reference(const kv_cache<T>& c, const std::vector<float>& q, index_t qh, ts
   }
 }
 
+// exp2_fast's polynomial (its fp32 coefficients) evaluated in double.
+double exp2_fast_emulated(double x) {
+  const double xc = std::max(x, -127.0), n = std::nearbyint(xc), f = xc - n;
+  if (n <= -127) return 0.0;
+  const double p = ((double(5.50089329e-02f) * f + double(2.42210969e-01f)) * f + double(6.93282902e-01f)) * f + 1.0;
+  return std::ldexp(p, int(n));
+}
+
 // The fast modes' own arithmetic, emulated in double: queries rounded to
 // bf16 or quantized per head (code + 128, exact integer dot with the K codes),
 // the online softmax over the same 1024-position chunks and 512-position
-// pages, each 64-position block's probabilities rounded to bf16 or quantized to u8
-// against the block's largest p x v_scale, then chunks merged. What is left
-// between this and the kernel is fp32 rounding, so the tolerance is tight
-// enough to catch a wrong offset or scale.
+// pages with exp2_fast's polynomial, each 64-position block's probabilities
+// rounded to bf16 or quantized to u8 (nearest) against the block's largest
+// p x v_scale, then chunks merged. What is left between this and the kernel
+// is fp32 rounding, so the tolerance is tight enough to catch a wrong
+// offset or scale.
 template <class T>
 std::vector<double> reference_fast(const kv_cache<T>& c, const std::vector<float>& q, index_t qh, index_t window) {
   const index_t dim = c.head_dim(), L = c.size(), group = qh / c.kv_heads();
@@ -117,7 +126,7 @@ std::vector<double> reference_fast(const kv_cache<T>& c, const std::vector<float
         std::vector<double> p(std::size_t(page), 0.0);
         double psum = 0;
         for (index_t i = 0; i < page; ++i) {
-          p[std::size_t(i)] = std::exp2(t[std::size_t(i)] - mn);
+          p[std::size_t(i)] = exp2_fast_emulated(t[std::size_t(i)] - mn);
           psum += p[std::size_t(i)];
           if constexpr (std::is_same_v<T, std::int8_t>) {
             if (b0 + i < L) p[std::size_t(i)] *= c.value_scale(kv, b0 + i);
@@ -129,7 +138,7 @@ std::vector<double> reference_fast(const kv_cache<T>& c, const std::vector<float
           for (index_t i = i0; i < i0 + 64; ++i) {
             double& x = p[std::size_t(i)];
             if constexpr (std::is_same_v<T, bf16>) x = double(float(bf16(float(x))));
-            else x = pmax > 0 ? std::floor(x * (255.0 / pmax) + 0.5) * (pmax / 255.0) : 0.0;
+            else x = pmax > 0 ? std::nearbyint(x * (255.0 / pmax)) * (pmax / 255.0) : 0.0;
           }
         }
         pr.l = pr.l * alpha + psum;
@@ -197,6 +206,38 @@ TEST_CASE("exp2: relative error below 2e-7, exact zero below -126, NaN stays NaN
   CHECK(tstream::exp2(B(-200.f)).get(0) == 0.f);
   CHECK(tstream::exp2(B(0.f)).get(0) == 1.f);
   CHECK(std::isnan(tstream::exp2(B(NAN)).get(0)));
+}
+
+TEST_CASE("exp2_fast: relative error below 1.1e-4 for x <= 0, 2^0 = 1, exact zero at -127 and below, NaN stays NaN") {
+  using B = tstream::arch::batch<float>;
+  for (float x = -126.f; x <= 0.f; x += 0.00137f) {
+    const float y = tstream::exp2_fast(B(x)).get(0);
+    REQUIRE(std::fabs(double(y) - std::exp2(double(x))) <= 1.1e-4 * std::exp2(double(x)));
+  }
+  CHECK(tstream::exp2_fast(B(0.f)).get(0) == 1.f);
+  CHECK(tstream::exp2_fast(B(-INFINITY)).get(0) == 0.f);
+  CHECK(tstream::exp2_fast(B(-127.f)).get(0) == 0.f);
+  CHECK(tstream::exp2_fast(B(-200.f)).get(0) == 0.f);
+  CHECK(std::isnan(tstream::exp2_fast(B(NAN)).get(0)));
+}
+
+TEST_CASE("store_u8_codes: nearest (ties to even), 255 above and for NaN") {
+  using B = tstream::arch::batch<float>;
+  constexpr std::size_t W = B::size;
+  const float in[] = {0.f, 0.49f, 0.5f, 1.5f, 2.5f, 7.6f, 254.4f, 254.5f, 255.f, 255.4f, 300.f, 1e30f, INFINITY, NAN, -0.f, 128.f};
+  const int want[] = {0, 0, 0, 2, 2, 8, 254, 254, 255, 255, 255, 255, 255, 255, 0, 128};
+  for (std::size_t i0 = 0; i0 < std::size(in); i0 += W) {
+    alignas(64) float lanes[W] = {};
+    for (std::size_t i = 0; i < W && i0 + i < std::size(in); ++i) lanes[i] = in[i0 + i];
+    std::uint8_t out[W + 1];
+    out[W] = 0xAB;
+    tstream::arch::store_u8_codes(out, B::load_aligned(lanes));
+    for (std::size_t i = 0; i < W && i0 + i < std::size(in); ++i) {
+      CAPTURE(in[i0 + i]);
+      CHECK(int(out[i]) == want[i0 + i]);
+    }
+    CHECK(out[W] == 0xAB);  // W bytes written, no more
+  }
 }
 
 TEST_CASE("attention f32: lengths, head dims and GQA ratios against double") {

@@ -188,6 +188,24 @@ inline void store_low_bytes(std::uint8_t* p, const batch<std::int32_t, Arch>& v)
   for (std::size_t i = 0; i < W; ++i) p[i] = static_cast<std::uint8_t>(tmp[i]);
 }
 
+/// Stores each lane of x (>= 0) rounded to the nearest integer (ties to
+/// even) as a byte at p (W values), 255 for anything above 255 and for NaN.
+/// The fast modes' 8-bit probability codes: one conversion and one
+/// saturating narrow on AVX-512.
+template <class Arch>
+inline void store_u8_codes(std::uint8_t* p, const batch<float, Arch>& x) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (width<float, Arch> == 16) {
+    // NaN and overflow convert to 0x80000000, which saturates to 255 too.
+    const __m512i n = _mm512_cvt_roundps_epi32(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtusepi32_epi8(n));
+    return;
+  }
+#endif
+  using B = batch<float, Arch>;
+  store_low_bytes(p, xsimd::to_int(xsimd::nearbyint(xsimd::select(x < B(255.f), x, B(255.f)))));
+}
+
 /// Stores lane 0 of v at p as a T of the same width (one scalar store).
 template <class T, class U, class Arch>
   requires(sizeof(T) == sizeof(U))

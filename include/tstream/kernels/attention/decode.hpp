@@ -54,8 +54,9 @@ struct decode_options {
   index_t window = 0;
   /// exact: the stored K and V widened to fp32, fp32 queries and
   /// probabilities. fast (bf16, int8 KV): the query rounded to bf16 or
-  /// quantized per head to 8 bits, the probabilities of each block rounded
-  /// to bf16 or quantized to 8 bits, and vdpbf16ps / vpdpbusd.
+  /// quantized per head to 8 bits, the exponentials by exp2_fast (1.1e-4
+  /// relative), the probabilities of each block rounded to bf16 or quantized
+  /// to 8 bits, and vdpbf16ps / vpdpbusd.
   precision mode = precision::exact;
 };
 
@@ -124,7 +125,9 @@ struct prob_tile {
 // A KV format: how a block's K^T meets the queries and a page's V the
 // probabilities. One per (stored type, precision).
 //   scores<H>(cache, pg, j, qt, s)  s[h][r] = q_h . K(position) for the 64 positions of block j
-//   probs<H>(cache, pg, pt)         converts pt.p into what values() reads
+//   probs(cache, pg, pt, h, m)      turns head h's base-2 logits in pt.p into
+//                                   what values() reads (page_exps below);
+//                                   returns the sum of their 2^(t - m)
 //   values<H, C>(cache, pg, d0, pt, acc)
 //                                   acc = pt.alpha acc + p V over the V slice at d0,
 //                                   positions [pt.lo, pt.hi) of the page
@@ -141,6 +144,25 @@ inline void values_pass(index_t g0, index_t g1, index_t d0, const prob_tile& pt,
   for (index_t g = g0; g < g1; ++g) step(g, o);
   for (std::size_t h = 0; h < H; ++h)
     for (std::size_t c = 0; c < C; ++c) o[h][c].store_unaligned(acc[h] + d0 + index_t(c * W));
+}
+
+// The exponentials of head h's attended blocks of the page, register by
+// register in position order: e = 2^(t - m) from the logits t in pt.p
+// (exactly 0 where masked; exp2_fast in the fast modes, whose probabilities
+// are rounded right after), each handed to use(j, r, e) (block j, register
+// r) while in a register, so a format converts it in the same pass. Returns
+// the sum of the e.
+template <precision M, class Use>
+TSTREAM_ALWAYS_INLINE float page_exps(const prob_tile& pt, std::size_t h, float m, Use use) noexcept {
+  fbatch sum(0.f);
+  for (index_t j = pt.lo / block; j * block < pt.hi; ++j)
+    for (std::size_t r = 0; r < R; ++r) {
+      const fbatch t = fbatch::load_aligned(&pt.p[h][j * block + index_t(r * W)]) - fbatch(m);
+      const fbatch e = M == precision::fast ? tstream::exp2_fast(t) : tstream::exp2(t);
+      sum += e;
+      use(j, r, e);
+    }
+  return xsimd::hadd(sum);
 }
 
 template <precision M>
@@ -164,8 +186,11 @@ struct kv_format<float, M> {
       }
     }
   }
-  template <std::size_t H>
-  static void probs(const kv_cache<float>&, const std::byte*, prob_tile&) noexcept {}
+  static float probs(const kv_cache<float>&, const std::byte*, prob_tile& pt, std::size_t h, float m) noexcept {
+    return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
+      e.store_aligned(&pt.p[h][j * block + index_t(r * W)]);
+    });
+  }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<float>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
                      float* const* acc) noexcept {
@@ -215,14 +240,14 @@ struct kv_format<bf16, M> {
       }
     }
   }
-  template <std::size_t H>
-  static void probs(const kv_cache<bf16>&, const std::byte*, prob_tile& pt) noexcept {
-    // Positions 2g and 2g + 1 as the low and high half of dword g.
-    if constexpr (M == precision::fast)
-      for (std::size_t h = 0; h < H; ++h)
-        for (index_t i = pt.lo / block * block; i < pt.hi; i += index_t(W))
-          arch::store_low_halves(reinterpret_cast<std::uint16_t*>(pt.packed[h]) + i,
-                                 arch::to_bf16_bits(fbatch::load_aligned(&pt.p[h][i])));
+  static float probs(const kv_cache<bf16>&, const std::byte*, prob_tile& pt, std::size_t h, float m) noexcept {
+    return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
+      const index_t i = j * block + index_t(r * W);
+      if constexpr (M == precision::fast)  // positions 2g and 2g + 1 as the low and high half of dword g
+        arch::store_low_halves(reinterpret_cast<std::uint16_t*>(pt.packed[h]) + i, arch::to_bf16_bits(e));
+      else
+        e.store_aligned(&pt.p[h][i]);
+    });
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<bf16>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
@@ -309,32 +334,30 @@ struct kv_format<std::int8_t, M> {
       }
     }
   }
-  template <std::size_t H>
-  static void probs(const kv_cache<std::int8_t>& kc, const std::byte* pg, prob_tile& pt) noexcept {
-    for (index_t j = pt.lo / block; j * block < pt.hi; ++j) {
-      const float* vs = kc.value_scales(pg, j);
-      for (std::size_t h = 0; h < H; ++h) {
-        float* p_blk = &pt.p[h][j * block];
-        fbatch mx(0.f);  // p' >= 0; a NaN p' is skipped here (as std::max would)
-        for (std::size_t r = 0; r < R; ++r) {
-          const fbatch p = fbatch::load_aligned(p_blk + r * W) * fbatch::load_unaligned(vs + r * W);
-          p.store_aligned(p_blk + r * W);  // fold the V scale into the probability
-          mx = xsimd::select(p > mx, p, mx);
-        }
-        if constexpr (M == precision::fast) {
-          // u8 codes 0..255 of p' / scale per block, rounded half up (a NaN p' gives 255).
-          const float top = arch::reduce_max(mx);
-          const float inv = inverse_scale(top, 255.f);
-          pt.scale[j][h] = inv > 0 ? top / 255.f : 0.f;
-          // little-endian: byte b of dword g is position 4g + b
-          auto* codes = reinterpret_cast<std::uint8_t*>(pt.packed[h]) + j * block;
-          for (std::size_t r = 0; r < R; ++r) {
-            const fbatch x = fbatch::load_aligned(p_blk + r * W) * fbatch(inv) + fbatch(0.5f);
-            arch::store_low_bytes(codes + r * W, xsimd::to_int(xsimd::select(x < fbatch(255.f), x, fbatch(255.f))));
-          }
-        }
+  // p' = 2^(t - m) times the position's V scale (folded in, so the values
+  // pass multiplies by one number per position); the fast mode then codes
+  // each block as u8 0..255 of p' / (its largest p' / 255), rounded to
+  // nearest (a NaN p' gives 255), while the block is in L1.
+  static float probs(const kv_cache<std::int8_t>& kc, const std::byte* pg, prob_tile& pt, std::size_t h,
+                     float m) noexcept {
+    fbatch mx(0.f);  // p' >= 0; a NaN p' is skipped here (as std::max would)
+    return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
+      float* p_blk = &pt.p[h][j * block];
+      const fbatch p = e * fbatch::load_unaligned(kc.value_scales(pg, j) + r * W);
+      p.store_aligned(p_blk + r * W);
+      if constexpr (M == precision::fast) {
+        mx = xsimd::select(p > mx, p, mx);
+        if (r + 1 < R) return;
+        const float top = arch::reduce_max(mx);
+        mx = fbatch(0.f);
+        const float inv = inverse_scale(top, 255.f);
+        pt.scale[j][h] = inv > 0 ? top / 255.f : 0.f;
+        // little-endian: byte b of dword g is position 4g + b
+        auto* codes = reinterpret_cast<std::uint8_t*>(pt.packed[h]) + j * block;
+        for (std::size_t i = 0; i < R; ++i)
+          arch::store_u8_codes(codes + i * W, fbatch::load_aligned(p_blk + i * W) * fbatch(inv));
       }
-    }
+    });
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
@@ -455,16 +478,9 @@ void softmax_page(const kv_cache<T>& kc, const std::byte* pg, index_t lo, index_
     // every 2^(t - m_new) <= 1: no overflow whatever the logits.
     const float m_new = std::max(st[h].m, arch::reduce_max(fbatch::load_aligned(mx_lanes[h])));
     pt.alpha[h] = st[h].m == m_new ? 1.f : tstream::exp2(fbatch(st[h].m - m_new)).get(0);
-    fbatch sum(0.f);
-    for (index_t i = j0 * block; i < j1 * block; i += index_t(W)) {
-      const fbatch e = tstream::exp2(fbatch::load_aligned(&pt.p[h][i]) - fbatch(m_new));  // exactly 0 where masked
-      sum += e;
-      e.store_aligned(&pt.p[h][i]);
-    }
-    st[h].l = st[h].l * pt.alpha[h] + xsimd::hadd(sum);
+    st[h].l = st[h].l * pt.alpha[h] + F::probs(kc, pg, pt, h, m_new);
     st[h].m = m_new;
   }
-  F::template probs<H>(kc, pg, pt);
 }
 
 // Positions [plo, phi) of KV head kvh for one tile of H query heads, page by
