@@ -190,6 +190,7 @@ inline void store_low_bytes(std::uint8_t* p, const batch<std::int32_t, Arch>& v)
 
 /// Stores each lane of x (>= 0) rounded to the nearest integer (ties to
 /// even) as a byte at p (W values), 255 for anything above 255 and for NaN.
+/// Negative lanes give unspecified bytes (the callers' values are >= 0).
 /// The fast modes' 8-bit probability codes: one conversion and one
 /// saturating narrow on AVX-512.
 template <class Arch>

@@ -36,13 +36,15 @@ template <class Arch>
   return xsimd::select(x < B(-126.f), B(0.f), xsimd::select(xsimd::isnan(x), x, r));
 }
 
-/// 2^x for x <= 0, lane-wise, relative error below 1.1e-4 (a degree-3
-/// polynomial for 2^f on [-1/2, 1/2], minimax in relative error with 2^0
-/// kept exactly 1, so the largest logit still weighs exactly 1); x <= -127
-/// (a -inf mask included) gives exactly 0, NaN gives NaN. For the fast
-/// decode modes, whose probabilities are rounded to bf16 (2^-9) or 8-bit
-/// codes (1/510 of a block's largest) right after: four FMAs and two
-/// selects fewer than exp2, an error 20-40 times below that rounding.
+/// 2^x for -126 <= x <= 0, lane-wise, relative error below 1.1e-4 (a
+/// degree-3 polynomial for 2^f on [-1/2, 1/2], minimax in relative error
+/// with 2^0 kept exactly 1, so the largest logit still weighs exactly 1);
+/// x < -126.5 (a -inf mask included) gives exactly 0, [-126.5, -126) a
+/// subnormal or 0, NaN gives NaN; x > 0 is outside its contract (it behaves
+/// as exp2 below 127.5, not above). For the fast decode modes, whose
+/// probabilities are rounded to bf16 (up to 2^-9 relative) or 8-bit codes
+/// (up to 1/510 of a block's largest) right after: four FMAs, a compare and
+/// a select fewer than exp2, at an error about 18 times below that rounding.
 template <class Arch>
 [[nodiscard]] inline xsimd::batch<float, Arch> exp2_fast(const xsimd::batch<float, Arch>& x) noexcept {
   using B = xsimd::batch<float, Arch>;

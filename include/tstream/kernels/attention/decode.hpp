@@ -115,7 +115,7 @@ struct query_tile {
 // with the rescale of the running sums that goes before them. Only the
 // blocks that hold attended positions are filled.
 struct prob_tile {
-  alignas(64) float p[4][page];                   // exact: 2^(logit - m), times the V scale for int8
+  alignas(64) float p[4][page];                   // the logits, then (exact, and int8 fast as scratch) 2^(logit - m), times the V scale for int8
   alignas(64) std::uint32_t packed[4][page / 2];  // fast: bf16 pairs or u8 quads
   float scale[page_blocks][4];                    // int8 fast, per block: p ~= scale * (code)
   float alpha[4];                                 // acc = alpha acc + p V
@@ -146,8 +146,8 @@ inline void values_pass(index_t g0, index_t g1, index_t d0, const prob_tile& pt,
     for (std::size_t c = 0; c < C; ++c) o[h][c].store_unaligned(acc[h] + d0 + index_t(c * W));
 }
 
-// The exponentials of head h's attended blocks of the page, register by
-// register in position order: e = 2^(t - m) from the logits t in pt.p
+// The exponentials of head h's attended blocks of the page, every register
+// of each block in position order: e = 2^(t - m) from the logits t in pt.p
 // (exactly 0 where masked; exp2_fast in the fast modes, whose probabilities
 // are rounded right after), each handed to use(j, r, e) (block j, register
 // r) while in a register, so a format converts it in the same pass. Returns
