@@ -539,6 +539,28 @@ TEST_CASE("numerics: bf16 KV, a non-finite V just outside the attended positions
   }
 }
 
+TEST_CASE("numerics: int8 q . k beyond fp32 before the logit scale: such a logit is -inf and weighs 0; a head with only such logits is NaN") {
+  // q . k = -2e7 x 8e35 (code sums times the K scale) overflows although
+  // q . k x scale (1e-20) would not: the kernel forms q . k first, as fp32 does.
+  for (auto mode : {tstream::precision::exact, tstream::precision::fast}) {
+    CAPTURE(int(mode));
+    kv_cache<std::int8_t> c(1, 16, 8);
+    const std::vector<float> k_huge(16, -1e38f), k_small(16, 0.5f), v0(16, 3.f), v1 = rel::random_vector(16, 73);
+    const std::vector<float> q(16, 1000.f);
+    std::vector<float> out(16);
+    tstream::decode_options o;
+    o.scale = 1e-20f;
+    o.mode = mode;
+    tstream::thread_team team(1);
+    c.append(k_huge, v0);
+    tstream::attention_decode(team, c, q, out, o);
+    for (float x : out) CHECK(std::isnan(x));  // its only logit is -inf: 0 / 0
+    c.append(k_small, v1);
+    tstream::attention_decode(team, c, q, out, o);
+    for (index_t d = 0; d < 16; ++d) CHECK(out[std::size_t(d)] == doctest::Approx(c.value(0, 1, d)).epsilon(1e-5));
+  }
+}
+
 TEST_CASE_TEMPLATE("numerics: logits that overflow fp32 give NaN, not a wrong finite answer", T, float, bf16) {
   kv_cache<T> c(1, 16, 8);
   const auto k = rel::random_vector(16, 71, 1.f, 2.f), v = rel::random_vector(16, 72);
