@@ -10,6 +10,30 @@
 
 namespace tstream {
 
+namespace detail {
+// The range reduction both exponentials share: x = n + f with n an integer
+// and f in [-1/2, 1/2], x first clamped to -127 from below (NaN is restored
+// by the callers' final select).
+template <class Arch>
+struct exp2_parts {
+  xsimd::batch<float, Arch> n, f;
+};
+template <class Arch>
+[[nodiscard]] inline exp2_parts<Arch> exp2_reduce(const xsimd::batch<float, Arch>& x) noexcept {
+  const xsimd::batch<float, Arch> xc = xsimd::max(x, xsimd::batch<float, Arch>(-127.f));
+  const xsimd::batch<float, Arch> n = xsimd::nearbyint(xc);
+  return {n, xc - n};
+}
+// p 2^n through the exponent bits, for n in [-127, 128): n = -127 gives
+// exponent bits 0, so exactly 0.
+template <class Arch>
+[[nodiscard]] inline xsimd::batch<float, Arch> exp2_scale(const xsimd::batch<float, Arch>& p,
+                                                          const xsimd::batch<float, Arch>& n) noexcept {
+  using I = xsimd::batch<std::int32_t, Arch>;
+  return p * xsimd::bitwise_cast<xsimd::batch<float, Arch>>((xsimd::to_int(n) + I(127)) << 23);
+}
+}  // namespace detail
+
 /// 2^x for x < 127.5, lane-wise, relative error below 2e-7 (a degree-7
 /// polynomial for 2^f on f in [-1/2, 1/2], scaled by 2^n through the
 /// exponent bits). x < -126 gives exactly 0 (so a -inf mask gives 0), NaN
@@ -18,10 +42,7 @@ namespace tstream {
 template <class Arch>
 [[nodiscard]] inline xsimd::batch<float, Arch> exp2(const xsimd::batch<float, Arch>& x) noexcept {
   using B = xsimd::batch<float, Arch>;
-  using I = xsimd::batch<std::int32_t, Arch>;
-  const B xc = xsimd::max(x, B(-127.f));  // NaN is restored by the final select
-  const B n = xsimd::nearbyint(xc);
-  const B f = xc - n;  // [-1/2, 1/2]
+  const auto [n, f] = detail::exp2_reduce(x);
   // Taylor series of 2^f = e^(f ln 2): coefficients ln2^k / k!.
   B p(1.5252733804059841e-05f);          // ln2^7 / 7!
   p = arch::fma(p, f, B(1.5403530393381606e-04f));  // ln2^6 / 6!
@@ -31,9 +52,7 @@ template <class Arch>
   p = arch::fma(p, f, B(2.4022650695910071e-01f));  // ln2^2 / 2!
   p = arch::fma(p, f, B(6.9314718055994531e-01f));  // ln2
   p = arch::fma(p, f, B(1.f));
-  const I e = (xsimd::to_int(n) + I(127)) << 23;     // 2^n for n in [-126, 128)
-  const B r = p * xsimd::bitwise_cast<B>(e);
-  return xsimd::select(x < B(-126.f), B(0.f), xsimd::select(xsimd::isnan(x), x, r));
+  return xsimd::select(x < B(-126.f), B(0.f), xsimd::select(xsimd::isnan(x), x, detail::exp2_scale(p, n)));
 }
 
 /// 2^x for -126 <= x <= 0, lane-wise, relative error below 1.1e-4 (a
@@ -48,16 +67,12 @@ template <class Arch>
 template <class Arch>
 [[nodiscard]] inline xsimd::batch<float, Arch> exp2_fast(const xsimd::batch<float, Arch>& x) noexcept {
   using B = xsimd::batch<float, Arch>;
-  using I = xsimd::batch<std::int32_t, Arch>;
-  const B xc = xsimd::max(x, B(-127.f));  // 2^-127 -> exponent bits 0 -> exactly 0
-  const B n = xsimd::nearbyint(xc);
-  const B f = xc - n;
+  const auto [n, f] = detail::exp2_reduce(x);
   B p(5.50089329e-02f);
   p = arch::fma(p, f, B(2.42210969e-01f));
   p = arch::fma(p, f, B(6.93282902e-01f));
   p = arch::fma(p, f, B(1.f));
-  const I e = (xsimd::to_int(n) + I(127)) << 23;
-  return xsimd::select(xsimd::isnan(x), x, p * xsimd::bitwise_cast<B>(e));
+  return xsimd::select(xsimd::isnan(x), x, detail::exp2_scale(p, n));
 }
 
 }  // namespace tstream

@@ -165,6 +165,15 @@ TSTREAM_ALWAYS_INLINE float page_exps(const prob_tile& pt, std::size_t h, float 
   return xsimd::hadd(sum);
 }
 
+// page_exps writing each e back over its logit: the probabilities as the
+// fp32 and exact bf16 values passes read them.
+template <precision M>
+TSTREAM_ALWAYS_INLINE float page_exps_in_place(prob_tile& pt, std::size_t h, float m) noexcept {
+  return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
+    e.store_aligned(&pt.p[h][j * block + index_t(r * W)]);
+  });
+}
+
 template <precision M>
 struct kv_format<float, M> {
   template <std::size_t H>
@@ -187,9 +196,7 @@ struct kv_format<float, M> {
     }
   }
   static float probs(const kv_cache<float>&, const std::byte*, prob_tile& pt, std::size_t h, float m) noexcept {
-    return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
-      e.store_aligned(&pt.p[h][j * block + index_t(r * W)]);
-    });
+    return page_exps_in_place<M>(pt, h, m);
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<float>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
@@ -241,13 +248,14 @@ struct kv_format<bf16, M> {
     }
   }
   static float probs(const kv_cache<bf16>&, const std::byte*, prob_tile& pt, std::size_t h, float m) noexcept {
-    return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
-      const index_t i = j * block + index_t(r * W);
-      if constexpr (M == precision::fast)  // positions 2g and 2g + 1 as the low and high half of dword g
-        arch::store_low_halves(reinterpret_cast<std::uint16_t*>(pt.packed[h]) + i, arch::to_bf16_bits(e));
-      else
-        e.store_aligned(&pt.p[h][i]);
-    });
+    if constexpr (M == precision::exact) {
+      return page_exps_in_place<M>(pt, h, m);
+    } else {  // positions 2g and 2g + 1 as the low and high half of dword g
+      return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
+        arch::store_low_halves(reinterpret_cast<std::uint16_t*>(pt.packed[h]) + j * block + index_t(r * W),
+                               arch::to_bf16_bits(e));
+      });
+    }
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<bf16>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
