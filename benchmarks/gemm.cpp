@@ -7,6 +7,9 @@
 //  - tstream: gemm_weights packed once outside the timed loop (from N x K);
 //    A is converted per call (bf16 rounding, int8 row quantization: in the
 //    time).
+//  - tstream_prepared (bf16, i8): A prepared once outside the timed loop
+//    (gemm_activations), as when several GEMMs share A (Q, K, V; gate, up)
+//    and as oneDNN is given A below: the same bits as tstream.
 //  - eigen (f32): C = A W^T with row-major maps; with 2 threads the columns
 //    of C are split in two blocks on a pinned tstream::thread_team, as
 //    gemv_peers.cpp splits rows (no OpenMP inside Eigen).
@@ -121,7 +124,7 @@ struct tstream_fixture {
 };
 
 template <class W>
-void bm_tstream(benchmark::State& state, gemm_shape s, wtype t, int threads, const std::string& key) {
+void bm_tstream(benchmark::State& state, gemm_shape s, wtype t, int threads, bool prepared, const std::string& key) {
   auto& f = reuse_fixture<tstream_fixture<W>>(key, [&] {
     auto p = std::make_shared<tstream_fixture<W>>();
     p->w = std::make_unique<tstream::gemm_weights<W>>(
@@ -138,7 +141,14 @@ void bm_tstream(benchmark::State& state, gemm_shape s, wtype t, int threads, con
                   : t == wtype::bf16 ? sample_matches(state, s, c_at, identity, identity, 1e-2)
                                      : sample_matches(state, s, c_at, identity, identity, 3e-2);
   if (!ok) return;
-  const double sec = timed_loop(state, [&] { tstream::gemm(pt.team, A, *f.w, C); });
+  double sec = 0;
+  if (prepared) {
+    const tstream::gemm_activations<W> a(pt.team, A);
+    tstream::gemm(pt.team, a, *f.w, C);  // warm
+    sec = timed_loop(state, [&] { tstream::gemm(pt.team, a, *f.w, C); });
+  } else {
+    sec = timed_loop(state, [&] { tstream::gemm(pt.team, A, *f.w, C); });
+  }
   set_gemm_counters(state, s, t, threads, sec);
 }
 
@@ -322,14 +332,19 @@ void bm_onednn(benchmark::State& state, gemm_shape s, wtype t, int threads, cons
 #endif
 }
 
-enum class impl { tstream, eigen, openblas, onednn };
+enum class impl { tstream, tstream_prepared, eigen, openblas, onednn };
 constexpr const char* name(impl i) {
-  return i == impl::tstream ? "tstream" : i == impl::eigen ? "eigen" : i == impl::openblas ? "openblas" : "onednn";
+  return i == impl::tstream            ? "tstream"
+         : i == impl::tstream_prepared ? "tstream_prepared"
+         : i == impl::eigen            ? "eigen"
+         : i == impl::openblas         ? "openblas"
+                                       : "onednn";
 }
 
 bool supports(impl i, wtype t) {
   switch (i) {
     case impl::tstream: return true;
+    case impl::tstream_prepared: return t != wtype::f32;  // fp32 A is packed inside the tiles: nothing to save
     case impl::eigen:
 #if defined(TSTREAM_BENCH_HAVE_EIGEN)
       return t == wtype::f32;
@@ -358,10 +373,13 @@ void run(benchmark::State& state, impl i, gemm_shape s, wtype t, int threads, co
   settle(key);
   switch (i) {
     case impl::tstream:
-      if (t == wtype::f32) bm_tstream<float>(state, s, t, threads, key);
-      else if (t == wtype::bf16) bm_tstream<tstream::bf16>(state, s, t, threads, key);
-      else bm_tstream<std::int8_t>(state, s, t, threads, key);
+    case impl::tstream_prepared: {
+      const bool prepared = i == impl::tstream_prepared;
+      if (t == wtype::f32) bm_tstream<float>(state, s, t, threads, prepared, key);
+      else if (t == wtype::bf16) bm_tstream<tstream::bf16>(state, s, t, threads, prepared, key);
+      else bm_tstream<std::int8_t>(state, s, t, threads, prepared, key);
       break;
+    }
     case impl::eigen: bm_eigen(state, s, t, threads, key); break;
     case impl::openblas: bm_openblas(state, s, t, threads, key); break;
     case impl::onednn: bm_onednn(state, s, t, threads, key); break;
@@ -374,7 +392,7 @@ void register_gemm() {
   for (const gemm_shape s : gemm_shapes())
     for (wtype t : all_wtypes)
       for (int threads : {1, 2})
-        for (impl i : {impl::tstream, impl::eigen, impl::openblas, impl::onednn}) {
+        for (impl i : {impl::tstream, impl::tstream_prepared, impl::eigen, impl::openblas, impl::onednn}) {
           if (!supports(i, t)) continue;
           const std::string bm = gemm_name(name(i), t, s, threads);
           benchmark::RegisterBenchmark(bm.c_str(), [=](benchmark::State& st) { run(st, i, s, t, threads, bm); })

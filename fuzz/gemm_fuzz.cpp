@@ -2,13 +2,14 @@
 // weight layout (K x N or N x K), team size 1-4, M in [0, 40], N in [0, 80],
 // K in [1, 300] (M x N x K at most 2^17), strides (ld past the columns), the
 // call form (plain; bias; alpha and beta; SiLU and a residual; B unpacked,
-// packed per call) and every value (NaN, infinities, denormals and huge
+// packed per call; A prepared once by gemm_activations) and every value (NaN, infinities, denormals and huge
 // values included). Checks, trapping on failure:
 //   * nothing is written outside C's M x N (guard values in C's ld padding
 //     and around it), and beta = 0 never reads C (C starts as NaN there);
 //   * int8 packing: a non-finite weight is gemm_weights' error;
 //   * bitwise determinism: the same bits on a team of 1, and each row of C
-//     equal to the call on that row of A alone (M = 1);
+//     equal to the call on that row of A alone (M = 1; with A prepared,
+//     that row through the fp32-A path);
 //   * values, where every input is finite and far from overflow: within the
 //     documented bound of a double reference over the kernel's own inputs
 //     (fp32 only: K 2^-24 sum|a b| plus the epilogue's rounding); for bf16
@@ -36,7 +37,7 @@ constexpr float guard = -12345.f;
 constexpr index_t guard_len = 29;
 
 struct call_args {
-  int form;       // 0 plain, 1 bias, 2 alpha/beta, 3 silu + residual, 4 unpacked B
+  int form;       // 0 plain, 1 bias, 2 alpha/beta, 3 silu + residual, 4 unpacked B, 5 A prepared
   float alpha, beta;
 };
 
@@ -51,6 +52,7 @@ void call(tstream::thread_team& team, const call_args& c, matrix_view<const floa
     case 1: tstream::gemm(team, A, B, C, std::span<const float>(bias)); break;
     case 2: tstream::gemm(team, A, B, C, vxm::identity{}, {.alpha = c.alpha, .beta = c.beta}); break;
     case 3: tstream::gemm(team, A, B, C, vxm::silu{}, {.residual = residual}); break;
+    case 5: tstream::gemm(team, tstream::gemm_activations<W>(team, A), B, C); break;
     default:
       if constexpr (std::is_same_v<W, float>) tstream::gemm(team, A, b_raw, C);
       else tstream::gemm(team, A, B, C);
@@ -117,7 +119,8 @@ void run(fz::input& in, bool n_by_k, int threads, index_t m, index_t n, index_t 
   // row starts at 0, not NaN: had the full call read C, they would differ.
   for (index_t i = 0; i < m; ++i) {
     std::vector<float> row(static_cast<std::size_t>(n), std::isnan(start) ? 0.f : start);
-    call(team_of(1), args, matrix_view<const float>(a.data() + i * lda, 1, k), B, b_raw,
+    const call_args alone = args.form == 5 ? call_args{0, 1.f, 0.f} : args;
+    call(team_of(1), alone, matrix_view<const float>(a.data() + i * lda, 1, k), B, b_raw,
          matrix_view<float>(row.data(), 1, n), bias, matrix_view<const float>(res.data() + i * n, 1, n));
     for (index_t j = 0; j < n; ++j)
       if (!same_bits(row[std::size_t(j)], c[i * ldc + j])) {
@@ -131,7 +134,7 @@ void run(fz::input& in, bool n_by_k, int threads, index_t m, index_t n, index_t 
   // Values (fp32, plain and bias forms): a NaN reference gives NaN; finite
   // inputs far from overflow are within K 2^-24 sum|a b| (+ the bias's add).
   if constexpr (std::is_same_v<W, float>) {
-    if (args.form > 1 && args.form != 4) return;
+    if (args.form > 1 && args.form != 4 && args.form != 5) return;
     for (index_t i = 0; i < m; ++i)
       for (index_t j = 0; j < n; ++j) {
         double ref = args.form == 1 ? double(bias[std::size_t(j)]) : 0.0, mag = std::fabs(ref);
@@ -163,7 +166,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const int threads = in.range(1, 4);
   const index_t m = in.range(0, 40), n = in.range(0, 80), k = in.range(1, 300);
   const index_t pad_a = in.range(0, 3), pad_c = in.range(0, 3);
-  call_args args{in.range(0, 4), 1.f, 0.f};
+  call_args args{in.range(0, 5), 1.f, 0.f};
   if (args.form == 2) {
     args.alpha = in.value(1.f);
     args.beta = in.flag() ? 0.f : in.value(1.f);

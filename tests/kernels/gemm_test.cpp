@@ -163,6 +163,15 @@ void check_shapes() {
       }
       for (index_t j = s.n; j < ldc; ++j) REQUIRE(c[std::size_t(i * ldc + j)] == -7.f);  // padding untouched
     }
+    {  // A prepared once (on the team and on the caller) gives the same bits, and writes only C
+      const matrix_view<const float> av(as.data(), s.m, s.k, lda);
+      const tstream::gemm_activations<W> on_team(team, av), on_caller(av);
+      for (const auto* prepared : {&on_team, &on_caller}) {
+        std::vector<float> c3(std::size_t(s.m * ldc), -7.f);
+        tstream::gemm(team, *prepared, w_nk, matrix_view<float>(c3.data(), s.m, s.n, ldc));
+        REQUIRE(rel::same_bits(c, c3));
+      }
+    }
     if constexpr (std::is_same_v<W, float>) {  // the per-call packing overload gives the same bits
       std::vector<float> c2(std::size_t(s.m * ldc), -7.f);
       tstream::gemm(team, matrix_view<const float>(as.data(), s.m, s.k, lda), matrix_view<const float>(bs.data(), s.k, s.n, ldb),
@@ -399,4 +408,86 @@ TEST_CASE("gemm: empty M or N is a no-op; the blocking and split cover C exactly
         }
         for (int o : owner) REQUIRE(o == 1);
       }
+}
+
+TEST_CASE_TEMPLATE("gemm_activations: A prepared once is bitwise gemm on the fp32 A, for any M, team and reuse", W, float, bf16,
+                   std::int8_t) {
+  namespace vxm = tstream::vxm;
+  const index_t n = 77, k = 1100, m_big = 64;
+  auto a = random_vector(std::size_t(m_big * k), 131);
+  a[std::size_t(9 * k + 4)] = rel::inf;  // a row that is not finite: NaN for int8, as on the fp32 path
+  const auto b = random_vector(std::size_t(k * n), 132);
+  const auto bias = random_vector(std::size_t(n), 133);
+  const gemm_weights<W> w(matrix_view<const float>(b.data(), k, n));
+  tstream::thread_team one(1);
+  const auto full = run_gemm(one, a, w, m_big, k, n);
+  if constexpr (std::is_same_v<W, std::int8_t>)
+    for (index_t j = 0; j < n; ++j) REQUIRE(std::isnan(full[std::size_t(9 * n + j)]));
+
+  tstream::gemm_activations<W> prepared;  // one object, reassigned: storage reused
+  prepared.assign(matrix_view<const float>(a.data(), m_big, k));
+  const auto* storage = prepared.panel(0);
+  for (int t : {1, 2, 3, 7}) {
+    tstream::thread_team team(t);
+    for (index_t m : {index_t(1), index_t(14), index_t(37), m_big}) {
+      for (index_t first : {index_t(0), m_big - m}) {
+        CAPTURE(t);
+        CAPTURE(m);
+        CAPTURE(first);
+        prepared.assign(team, matrix_view<const float>(a.data() + first * k, m, k));
+        REQUIRE(prepared.panel(0) == storage);  // no allocation for a smaller or equal A
+        REQUIRE(prepared.rows() == m);
+        REQUIRE(prepared.cols() == k);
+        std::vector<float> c(std::size_t(m * n), -7.f);
+        tstream::gemm(team, prepared, w, matrix_view<float>(c.data(), m, n));
+        REQUIRE(std::memcmp(c.data(), full.data() + first * n, c.size() * sizeof(float)) == 0);
+        // The bias overload and an epilogue: as on the fp32 A.
+        std::vector<float> c_bias(c.size()), expect(c.size());
+        const auto A = matrix_view<const float>(a.data() + first * k, m, k);
+        tstream::gemm(team, prepared, w, matrix_view<float>(c_bias.data(), m, n), std::span<const float>(bias));
+        tstream::gemm(team, A, w, matrix_view<float>(expect.data(), m, n), std::span<const float>(bias));
+        REQUIRE(rel::same_bits(c_bias, expect));
+        tstream::gemm(team, prepared, w, matrix_view<float>(c_bias.data(), m, n), vxm::silu{}, {.alpha = 0.5f});
+        tstream::gemm(team, A, w, matrix_view<float>(expect.data(), m, n), vxm::silu{}, {.alpha = 0.5f});
+        REQUIRE(rel::same_bits(c_bias, expect));
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm_activations: bad input throws tstream::error naming the argument and writes nothing") {
+  const index_t m = 4, n = 8, k = 16;
+  const auto a = random_vector(std::size_t(m * k), 141);
+  const auto b = random_vector(std::size_t(k * n), 142);
+  tstream::thread_team team(2);
+  const gemm_weights<bf16> w(matrix_view<const float>(b.data(), k, n));
+  std::vector<float> c(std::size_t(m * n), 42.f);
+  const auto C = matrix_view<float>(c.data(), m, n);
+  const tstream::gemm_activations<bf16> short_k(matrix_view<const float>(a.data(), m, k - 1));
+  CHECK_THROWS_WITH_AS(tstream::gemm(team, short_k, w, C), "tstream::gemm: A has 15 columns, B has K = 16 rows", tstream::error);
+  const tstream::gemm_activations<bf16> prepared(team, matrix_view<const float>(a.data(), m, k));
+  CHECK_THROWS_WITH_AS(tstream::gemm(team, prepared, w, matrix_view<float>(c.data(), m - 1, n)),
+                       "tstream::gemm: C has 3 rows, A has M = 4", tstream::error);
+  std::vector<float> bias(std::size_t(n - 1));
+  CHECK_THROWS_WITH_AS(tstream::gemm(team, prepared, w, C, std::span<const float>(bias)),
+                       "tstream::gemm: bias has 7 elements, B has N = 8", tstream::error);
+  CHECK_THROWS_WITH_AS(tstream::gemm(team, prepared, w, C, tstream::vxm::identity{},
+                                     {.beta = 1.f, .residual = matrix_view<const float>(c.data(), m, n)}),
+                       "tstream::gemm: residual overlaps C (for C = A B + C, use beta = 1)", tstream::error);
+  CHECK(rel::untouched(c, 42.f));
+  // K = 0 is refused, and the object keeps what it held.
+  tstream::gemm_activations<bf16> kept(matrix_view<const float>(a.data(), m, k));
+  CHECK_THROWS_WITH_AS(kept.assign(matrix_view<const float>(a.data(), m, 0)),
+                       "tstream::gemm_activations: A has K = 0 columns (K must be at least 1)", tstream::error);
+  CHECK(kept.rows() == m);
+  CHECK(kept.cols() == k);
+  tstream::gemm(team, kept, w, C);
+  std::vector<float> expect(c.size());
+  tstream::gemm(team, matrix_view<const float>(a.data(), m, k), w, matrix_view<float>(expect.data(), m, n));
+  CHECK(rel::same_bits(c, expect));
+  // M = 0: nothing to do.
+  const tstream::gemm_activations<bf16> empty(matrix_view<const float>(a.data(), 0, k));
+  std::vector<float> none(1, 42.f);
+  tstream::gemm(team, empty, w, matrix_view<float>(none.data(), 0, n));
+  CHECK(none[0] == 42.f);
 }

@@ -1,6 +1,7 @@
-// A, the activations, made ready for the micro-kernels once per call:
-// packed into MR-row micro-panels, as fp32, rounded to bf16 pairs, or
-// quantized per row to u8 quads (code + 128) with a row scale.
+// A, the activations, made ready for the micro-kernels: packed into MR-row
+// micro-panels, as fp32, rounded to bf16 pairs, or quantized per row to u8
+// quads (code + 128) with a row scale. gemm() does it in every call for an
+// fp32 A; gemm_activations does it once for GEMMs that share A.
 //
 //   micro-panel = [ group 0: MR rows x one 32-bit word ][ group 1 ] ...   // (K/G, MR)
 //
@@ -18,8 +19,12 @@
 #include "tstream/arch/simd.hpp"
 #include "tstream/arch/x86/gemm_microkernels.hpp"
 #include "tstream/core/bf16.hpp"
+#include "tstream/core/buffer.hpp"
+#include "tstream/core/error.hpp"
 #include "tstream/core/view.hpp"
+#include "tstream/kernels/gemm/gemm_weights.hpp"
 #include "tstream/kernels/gemv/quantize.hpp"
+#include "tstream/runtime/thread_team.hpp"
 
 namespace tstream::detail::gemm {
 
@@ -64,3 +69,88 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
 }
 
 }  // namespace tstream::detail::gemm
+
+namespace tstream {
+
+/// Activations A (M x K, fp32) made ready once for GEMMs with weights of
+/// type W, exactly as gemm() prepares an fp32 A in every call: packed into
+/// the micro-kernels' row panels, and rounded to bf16 (W = bf16) or
+/// quantized per row to 8-bit codes with a row scale (W = int8). Pass it to
+/// every GEMM that shares A (the Q, K and V projections; gate and up): each
+/// result is bitwise the one gemm() gives for the fp32 A, without preparing
+/// A again. A row that is not finite makes its int8 row of C NaN, as there.
+///
+/// assign() reuses the storage when it is large enough, so a decode or
+/// prefill loop that prepares a same-sized A every step allocates nothing.
+/// Not thread-safe to assign while a GEMM reads it; safe to read from many.
+template <gemm_weight_type W>
+class gemm_activations {
+  using atom = std::conditional_t<std::is_same_v<W, float>, arch::gemm_atom_f32,
+                                  std::conditional_t<std::is_same_v<W, bf16>, arch::gemm_atom_bf16, arch::gemm_atom_i8>>;
+
+ public:
+  /// One 32-bit word of a packed row: one fp32, two bf16 or four u8 codes.
+  using word = typename atom::a_type;
+  /// k values per word (1, 2 or 4), as gemm_weights<W>::group.
+  static constexpr index_t group = index_t(atom::group);
+  /// Rows per packed panel (the register tile's height).
+  static constexpr index_t panel_rows = index_t(arch::gemm_mr);
+
+  /// Empty (0 x 0); assign() before use.
+  gemm_activations() = default;
+  /// Prepares a (see assign).
+  explicit gemm_activations(matrix_view<const float> a) { assign(a); }
+  /// Prepares a with the team's members sharing the rows.
+  gemm_activations(thread_team& team, matrix_view<const float> a) { assign(team, a); }
+
+  /// Prepares a (M x K, K >= 1, any ld) on the calling thread. Throws
+  /// tstream::error for K < 1; keeps the previous contents then.
+  void assign(matrix_view<const float> a) {
+    reshape(a);
+    fill(a, 0, panels_);
+  }
+
+  /// The same, each team member preparing a contiguous run of row panels.
+  void assign(thread_team& team, matrix_view<const float> a) {
+    reshape(a);
+    const int t = team.size();
+    if (t == 1 || panels_ < 2) return fill(a, 0, panels_);
+    team.run([&](int m) { fill(a, panels_ * m / t, panels_ * (m + 1) / t); });
+  }
+
+  [[nodiscard]] index_t rows() const noexcept { return m_; }     ///< M
+  [[nodiscard]] index_t cols() const noexcept { return k_; }     ///< K
+  [[nodiscard]] index_t groups() const noexcept { return kg_; }  ///< K / group, rounded up
+  [[nodiscard]] index_t panels() const noexcept { return panels_; }  ///< M / panel_rows, rounded up
+  /// Panel p's first word (groups() * panel_rows words per panel).
+  [[nodiscard]] const word* panel(index_t p) const noexcept { return packed_.data() + p * panel_rows * kg_; }
+  /// int8: row i's scale at row_scales()[i] (A(i, :) ~= scale (code - 128));
+  /// null for fp32 and bf16.
+  [[nodiscard]] const float* row_scales() const noexcept { return std::is_same_v<W, std::int8_t> ? scale_.data() : nullptr; }
+
+ private:
+  void reshape(matrix_view<const float> a) {
+    detail::require(a.cols() >= 1, "gemm_activations", "A has K = ", a.cols(), " columns (K must be at least 1)");
+    const index_t kg = (a.cols() + group - 1) / group, panels = (a.rows() + panel_rows - 1) / panel_rows;
+    const std::size_t words = std::size_t(panels) * std::size_t(panel_rows) * std::size_t(kg);
+    if (packed_.size() < words) packed_ = aligned_buffer<word>(words);
+    if constexpr (std::is_same_v<W, std::int8_t>)
+      if (scale_.size() < std::size_t(panels * panel_rows)) scale_ = aligned_buffer<float>(std::size_t(panels * panel_rows));
+    m_ = a.rows();
+    k_ = a.cols();
+    kg_ = kg;
+    panels_ = panels;
+  }
+
+  void fill(matrix_view<const float> a, index_t p0, index_t p1) noexcept {
+    if (p0 >= p1) return;
+    float* scale = std::is_same_v<W, std::int8_t> ? scale_.data() + p0 * panel_rows : nullptr;
+    detail::gemm::pack_a<atom>(a, kg_, p0, p1, packed_.data() + p0 * panel_rows * kg_, scale);
+  }
+
+  index_t m_ = 0, k_ = 0, kg_ = 0, panels_ = 0;
+  aligned_buffer<word> packed_;
+  aligned_buffer<float> scale_;
+};
+
+}  // namespace tstream

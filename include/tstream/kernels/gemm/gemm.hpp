@@ -115,13 +115,20 @@ struct finish_tile {
   const float* row_scale;      // int8: the tile's row scales
   const float* col_scale;      // int8: the panel's column scales
   const std::int32_t* col_sum;  // int8: the panel's column code sums
+  bool plain;                   // fp32, whole tile inside C, C = acc: plain stores
 
   explicit finish_tile(const tile_args<Atom>& t) noexcept
       : c(t.c), ldc(t.ldc), n_valid(t.n_valid), alpha(t.alpha), beta(t.beta), row_scale(t.a_scale),
-        col_scale(t.b_scale), col_sum(t.b_sum) {}
+        col_scale(t.b_scale), col_sum(t.b_sum), plain(!dequantize && t.n_valid >= index_t(arch::gemm_nr) && t.alpha == 1.f && t.beta == 0.f) {}
 
   template <std::size_t R, std::size_t J>
   TSTREAM_ALWAYS_INLINE void operator()(const typename Atom::acc_type& acc) const noexcept {
+    if constexpr (!dequantize) {
+      if (plain) {
+        fbatch(acc).store_unaligned(c + index_t(R) * ldc + index_t(J * W));
+        return;
+      }
+    }
     const index_t lanes = std::min<index_t>(n_valid - index_t(J * W), index_t(W));
     if (lanes <= 0) return;  // past the edge of C
     fbatch v;
@@ -187,6 +194,7 @@ T* scratch(std::size_t n) {
 template <class Atom, class Wt, class Epilogue>
 struct problem {
   matrix_view<const float> a;  // unpacked: each member packs the rows it needs
+  const gemm_activations<Wt>* prepared;  // or packed already (then a is unused)
   const gemm_weights<Wt>* b;
   float* c;
   index_t ldc, m, n;
@@ -247,7 +255,8 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
   // would share one L1 set), nor for a few micro-panels (their packing is
   // noise against B's stream).
   constexpr bool fp32 = std::is_same_v<Atom, arch::gemm_atom_f32>;
-  const bool pack_in_tile = fp32 && !b_outer && (pr.a.ld() * index_t(sizeof(float))) % 4096 != 0;
+  const bool packed = pr.prepared != nullptr;
+  const bool pack_in_tile = fp32 && !packed && !b_outer && (pr.a.ld() * index_t(sizeof(float))) % 4096 != 0;
   const index_t k_blocks = (kg + (b_outer ? bl.kc : bl.kc_long) - 1) / (b_outer ? bl.kc : bl.kc_long);
   const index_t kc = (kg + k_blocks - 1) / k_blocks;
   acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
@@ -264,7 +273,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
       const index_t ic = part.m_begin + m_span * mb / m_blocks, im = part.m_begin + m_span * (mb + 1) / m_blocks - ic;
       // The M block's rows of A, packed by this member when first needed
       // (then hot in L2 for the first N block).
-      if (jc == part.n_begin && !pack_in_tile)
+      if (jc == part.n_begin && !pack_in_tile && !packed)
         pack_a<Atom>(pr.a, kg, ic, ic + im, a.data + (ic - part.m_begin) * MR * kg,
                      a.scale ? a.scale + (ic - part.m_begin) * MR : nullptr);
       for (index_t pc = 0; pc < kg; pc += kc) {
@@ -355,17 +364,29 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
 // Always packed, even for a few rows: rows of A read in place sit ld
 // apart, and with ld a multiple of 4 KiB all 14 of them land in one L1 set
 // (measured: 0.47 of peak in place against 0.72 packed at 32 x 4096 x 4096).
+// With A prepared (gemm_activations), members read its panels in place and
+// nothing is packed.
 template <class Wt, class Epilogue>
-void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
-         const Epilogue& epilogue, const gemm_options& opt) {
+void run(thread_team& team, matrix_view<const float> A, const gemm_activations<Wt>* prepared,
+         const gemm_weights<Wt>& B, matrix_view<float> C, const Epilogue& epilogue, const gemm_options& opt) {
   using Atom = atom_for<Wt>;
   using a_type = typename Atom::a_type;
   constexpr bool scaled = std::is_same_v<Wt, std::int8_t>;
-  const index_t M = A.rows(), m_panels = (M + MR - 1) / MR, n_panels = B.panels(), groups = B.groups();
-  const problem<Atom, Wt, Epilogue> pr{A, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
+  const index_t M = C.rows(), m_panels = (M + MR - 1) / MR, n_panels = B.panels(), groups = B.groups();
+  const problem<Atom, Wt, Epilogue> pr{A, prepared, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
+  const int T = team.size();
+  if (prepared) {
+    team.run([&](int member) {
+      const gemm_part part = split_gemm(m_panels, n_panels, T, member);
+      // Read only: with packed set, run_part never writes through these.
+      const member_a<Atom> a{const_cast<a_type*>(prepared->panel(part.m_begin)),
+                             scaled ? const_cast<float*>(prepared->row_scales()) + part.m_begin * MR : nullptr};
+      run_part(pr, part, a);
+    });
+    return;
+  }
   // Member m's region: its rows of A (all K groups) and their int8 scales,
   // rounded to 4 KiB (and 64 bytes) so members never share a cache line.
-  const int T = team.size();
   const auto region = [&](int m) {
     const gemm_part part = split_gemm(m_panels, n_panels, T, m);
     const std::size_t rows = std::size_t(std::max<index_t>(0, part.m_end - part.m_begin) * MR);
@@ -403,19 +424,33 @@ std::size_t span_bytes(const matrix_view<T>& v) noexcept {
   return v.empty() ? 0 : std::size_t((v.rows() - 1) * v.ld() + v.cols()) * sizeof(T);
 }
 
-// Every check, before anything is written.
-inline void check(matrix_view<const float> A, index_t k, index_t n, matrix_view<float> C, const gemm_options& opt) {
-  detail::require(A.cols() == k, "gemm", "A has ", A.cols(), " columns, B has K = ", k, " rows");
-  detail::require(C.rows() == A.rows(), "gemm", "C has ", C.rows(), " rows, A has M = ", A.rows());
+// Every check, before anything is written: A (m x a_cols) against B (k x n),
+// C and the options.
+inline void check_shapes(index_t m, index_t a_cols, index_t k, index_t n, matrix_view<float> C, const gemm_options& opt) {
+  detail::require(a_cols == k, "gemm", "A has ", a_cols, " columns, B has K = ", k, " rows");
+  detail::require(C.rows() == m, "gemm", "C has ", C.rows(), " rows, A has M = ", m);
   detail::require(C.cols() == n, "gemm", "C has ", C.cols(), " columns, B has N = ", n);
-  detail::require(!overlaps(A.data(), span_bytes(A), C.data(), span_bytes(C)), "gemm",
-                  "C overlaps A (the output must not alias an input)");
   if (opt.residual.rows() != 0 || opt.residual.cols() != 0) {
     detail::require(opt.residual.rows() == C.rows() && opt.residual.cols() == C.cols(), "gemm", "residual is ",
                     opt.residual.rows(), " x ", opt.residual.cols(), ", C is ", C.rows(), " x ", C.cols());
     detail::require(!overlaps(opt.residual.data(), span_bytes(opt.residual), C.data(), span_bytes(C)), "gemm",
                     "residual overlaps C (for C = A B + C, use beta = 1)");
   }
+}
+
+inline void check(matrix_view<const float> A, index_t k, index_t n, matrix_view<float> C, const gemm_options& opt) {
+  check_shapes(A.rows(), A.cols(), k, n, C, opt);
+  detail::require(!overlaps(A.data(), span_bytes(A), C.data(), span_bytes(C)), "gemm",
+                  "C overlaps A (the output must not alias an input)");
+}
+
+// int32 sums of (u8 x s8) quads: 4 * 255 * 128 per group must not overflow
+// over K / 4 groups.
+template <class Wt>
+void check_k(const gemm_weights<Wt>& B) {
+  if constexpr (std::is_same_v<Wt, std::int8_t>)
+    detail::require(B.groups() <= std::int64_t(INT32_MAX) / (4 * 255 * 128), "gemm", "K = ", B.rows(),
+                    " is too long for int8 (at most 65792)");
 }
 
 // Per-call packing of an fp32 B into a reusable gemm_weights.
@@ -443,24 +478,46 @@ template <gemm_weight_type Wt, class Epilogue = vxm::identity>
 void gemm(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
           Epilogue epilogue = {}, gemm_options opt = {}) {
   detail::gemm::check(A, B.rows(), B.cols(), C, opt);
-  if constexpr (std::is_same_v<Wt, std::int8_t>) {
-    // int32 sums of (u8 x s8) quads: 4 * 255 * 128 per group must not
-    // overflow over K / 4 groups.
-    detail::require(B.groups() <= std::int64_t(INT32_MAX) / (4 * 255 * 128), "gemm", "K = ", B.rows(),
-                    " is too long for int8 (at most 65792)");
-  }
+  detail::gemm::check_k(B);
   if (C.empty()) return;
-  detail::gemm::run(team, A, B, C, epilogue, opt);
+  detail::gemm::run(team, A, static_cast<const gemm_activations<Wt>*>(nullptr), B, C, epilogue, opt);
 }
+
+/// The same with A prepared once (gemm_activations<Wt>, for GEMMs that
+/// share A): C is bitwise what the fp32 A gives above, without converting
+/// A again. Throws tstream::error, writing nothing, on mismatched shapes, C
+/// overlapping the residual, or an int8 K over 65792.
+template <gemm_weight_type Wt, class Epilogue = vxm::identity>
+  requires stage_for<Epilogue, vec<float>>
+void gemm(thread_team& team, const gemm_activations<Wt>& A, const gemm_weights<Wt>& B, matrix_view<float> C,
+          Epilogue epilogue = {}, gemm_options opt = {}) {
+  detail::gemm::check_shapes(A.rows(), A.cols(), B.rows(), B.cols(), C, opt);
+  detail::gemm::check_k(B);
+  if (C.empty()) return;
+  detail::gemm::run(team, matrix_view<const float>{}, &A, B, C, epilogue, opt);
+}
+
+namespace detail::gemm {
+inline void check_bias(std::span<const float> bias, index_t n, matrix_view<float> C) {
+  detail::require(index_t(bias.size()) == n, "gemm", "bias has ", bias.size(), " elements, B has N = ", n);
+  detail::require(bias.data() != nullptr || bias.empty(), "gemm", "bias is null");
+  detail::require(!overlaps(bias.data(), bias.size_bytes(), C.data(), span_bytes(C)), "gemm", "bias overlaps C");
+}
+}  // namespace detail::gemm
 
 /// C = A B + bias (bias has N elements), then opt's beta and residual.
 template <gemm_weight_type Wt>
 void gemm(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
           std::span<const float> bias, gemm_options opt = {}) {
-  detail::require(index_t(bias.size()) == B.cols(), "gemm", "bias has ", bias.size(), " elements, B has N = ", B.cols());
-  detail::require(bias.data() != nullptr || bias.empty(), "gemm", "bias is null");
-  detail::require(!detail::gemm::overlaps(bias.data(), bias.size_bytes(), C.data(), detail::gemm::span_bytes(C)),
-                  "gemm", "bias overlaps C");
+  detail::gemm::check_bias(bias, B.cols(), C);
+  gemm(team, A, B, C, vxm::add(mem::read(bias)), opt);
+}
+
+/// The same with A prepared (gemm_activations<Wt>).
+template <gemm_weight_type Wt>
+void gemm(thread_team& team, const gemm_activations<Wt>& A, const gemm_weights<Wt>& B, matrix_view<float> C,
+          std::span<const float> bias, gemm_options opt = {}) {
+  detail::gemm::check_bias(bias, B.cols(), C);
   gemm(team, A, B, C, vxm::add(mem::read(bias)), opt);
 }
 
@@ -479,7 +536,7 @@ void gemm(thread_team& team, matrix_view<const float> A, matrix_view<const float
   if (C.empty()) return;
   thread_local gemm_weights<float> packed = detail::gemm::weights_access::empty();
   detail::gemm::weights_access::repack(packed, B, team);
-  detail::gemm::run(team, A, packed, C, epilogue, opt);
+  detail::gemm::run(team, A, static_cast<const gemm_activations<float>*>(nullptr), packed, C, epilogue, opt);
 }
 
 }  // namespace tstream
