@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "tstream/arch/simd.hpp"
@@ -156,8 +157,11 @@ inline void gemm_microkernel(const typename Atom::a_type* a, std::ptrdiff_t lda,
     a += PackedA ? std::ptrdiff_t(gemm_mr) : 1;
     if constexpr (!PackedA) pack_to += gemm_mr;
   }
+  // A local copy: its fields stay in registers between the stores to C
+  // (which may alias the caller's object, so each would be reloaded).
+  const std::remove_cvref_t<Finish> fin = finish;
   [&]<std::size_t... i>(std::index_sequence<i...>) {
-    (finish.template operator()<i / J, i % J>(acc_t(acc[i / J][i % J])), ...);
+    (fin.template operator()<i / J, i % J>(acc_t(acc[i / J][i % J])), ...);
   }(std::make_index_sequence<Rows * J>{});
 }
 
