@@ -135,20 +135,17 @@ void bm_tstream(benchmark::State& state, gemm_shape s, wtype t, int threads, boo
   pinned_team pt(threads);
   const tstream::matrix_view<const float> A(activations(s.m * s.k), tstream::index_t(s.m), tstream::index_t(s.k));
   const tstream::matrix_view<float> C(f.c.data(), tstream::index_t(s.m), tstream::index_t(s.n));
-  tstream::gemm(pt.team, A, *f.w, C);  // warm
+  const tstream::gemm_activations<W> a_prepared = prepared ? tstream::gemm_activations<W>(pt.team, A)
+                                                           : tstream::gemm_activations<W>();
+  if (prepared) tstream::gemm(pt.team, a_prepared, *f.w, C);  // warm, and the result checked below
+  else tstream::gemm(pt.team, A, *f.w, C);
   const auto c_at = [&](std::size_t i, std::size_t j) { return double(f.c[i * s.n + j]); };
   const bool ok = t == wtype::f32    ? sample_matches(state, s, c_at, identity, identity, 1e-5)
                   : t == wtype::bf16 ? sample_matches(state, s, c_at, identity, identity, 1e-2)
                                      : sample_matches(state, s, c_at, identity, identity, 3e-2);
   if (!ok) return;
-  double sec = 0;
-  if (prepared) {
-    const tstream::gemm_activations<W> a(pt.team, A);
-    tstream::gemm(pt.team, a, *f.w, C);  // warm
-    sec = timed_loop(state, [&] { tstream::gemm(pt.team, a, *f.w, C); });
-  } else {
-    sec = timed_loop(state, [&] { tstream::gemm(pt.team, A, *f.w, C); });
-  }
+  const double sec = prepared ? timed_loop(state, [&] { tstream::gemm(pt.team, a_prepared, *f.w, C); })
+                              : timed_loop(state, [&] { tstream::gemm(pt.team, A, *f.w, C); });
   set_gemm_counters(state, s, t, threads, sec);
 }
 

@@ -2,8 +2,9 @@
 // weight layout (K x N or N x K), team size 1-4, M in [0, 40], N in [0, 80],
 // K in [1, 300] (M x N x K at most 2^17), strides (ld past the columns), the
 // call form (plain; bias; alpha and beta; SiLU and a residual; B unpacked,
-// packed per call; A prepared once by gemm_activations) and every value (NaN, infinities, denormals and huge
-// values included). Checks, trapping on failure:
+// packed per call; A prepared by gemm_activations, one object per type
+// reassigned across inputs) and every value (NaN, infinities, denormals and
+// huge values included). Checks, trapping on failure:
 //   * nothing is written outside C's M x N (guard values in C's ld padding
 //     and around it), and beta = 0 never reads C (C starts as NaN there);
 //   * int8 packing: a non-finite weight is gemm_weights' error;
@@ -52,7 +53,12 @@ void call(tstream::thread_team& team, const call_args& c, matrix_view<const floa
     case 1: tstream::gemm(team, A, B, C, std::span<const float>(bias)); break;
     case 2: tstream::gemm(team, A, B, C, vxm::identity{}, {.alpha = c.alpha, .beta = c.beta}); break;
     case 3: tstream::gemm(team, A, B, C, vxm::silu{}, {.residual = residual}); break;
-    case 5: tstream::gemm(team, tstream::gemm_activations<W>(team, A), B, C); break;
+    case 5: {
+      static thread_local tstream::gemm_activations<W> prepared;  // reused across shapes: reassignment is tested too
+      prepared.assign(team, A);
+      tstream::gemm(team, prepared, B, C);
+      break;
+    }
     default:
       if constexpr (std::is_same_v<W, float>) tstream::gemm(team, A, b_raw, C);
       else tstream::gemm(team, A, B, C);

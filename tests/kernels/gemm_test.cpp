@@ -491,3 +491,34 @@ TEST_CASE("gemm_activations: bad input throws tstream::error naming the argument
   tstream::gemm(team, empty, w, matrix_view<float>(none.data(), 0, n));
   CHECK(none[0] == 42.f);
 }
+
+TEST_CASE_TEMPLATE("gemm_activations: one object reassigned across shapes (K, M up and down) stays exact", W, float, bf16,
+                   std::int8_t) {
+  tstream::thread_team team(2);
+  tstream::gemm_activations<W> prepared;
+  const shape shapes[] = {{7, 33, 5}, {80, 40, 301}, {3, 17, 1030}, {29, 65, 2}, {80, 40, 301}};
+  for (const auto s : shapes) {
+    CAPTURE(s.m);
+    CAPTURE(s.k);
+    const auto a = random_vector(std::size_t(s.m * s.k), unsigned(151 + s.k));
+    const auto b = random_vector(std::size_t(s.k * s.n), unsigned(152 + s.n));
+    const gemm_weights<W> w(matrix_view<const float>(b.data(), s.k, s.n));
+    const auto A = matrix_view<const float>(a.data(), s.m, s.k);
+    prepared.assign(team, A);
+    std::vector<float> c(std::size_t(s.m * s.n), -7.f);
+    tstream::gemm(team, prepared, w, matrix_view<float>(c.data(), s.m, s.n));
+    REQUIRE(rel::same_bits(c, run_gemm(team, a, w, s.m, s.k, s.n)));
+  }
+}
+
+TEST_CASE("gemm_activations: the int8 K limit holds for prepared A too") {
+  const index_t long_k = 65800;
+  const std::vector<float> long_b(std::size_t(long_k), 0.5f), long_a(std::size_t(long_k), 0.25f);
+  tstream::thread_team team(1);
+  const gemm_weights<std::int8_t> w8(matrix_view<const float>(long_b.data(), long_k, 1));
+  const tstream::gemm_activations<std::int8_t> a8(matrix_view<const float>(long_a.data(), 1, long_k));
+  float out = 42.f;
+  CHECK_THROWS_WITH_AS(tstream::gemm(team, a8, w8, matrix_view<float>(&out, 1, 1)),
+                       "tstream::gemm: K = 65800 is too long for int8 (at most 65792)", tstream::error);
+  CHECK(out == 42.f);
+}

@@ -95,8 +95,9 @@ inline constexpr std::size_t gemm_tile_regs = gemm_nr / width<float>;
 
 /// The micro-kernel: acc (Rows x NR) starts at zero, or at `start` (Rows x
 /// NR values, row-major) when start is non-null, then takes `groups`
-/// k-groups of A and B; finish.template operator()<r, j>(acc[r][j]) then
-/// receives each accumulator register by value, r and j known at compile
+/// k-groups of A and B; a copy of finish (so Finish must be copyable, its
+/// operator() const) then receives each accumulator register by value,
+/// fin.template operator()<r, j>(acc[r][j]), r and j known at compile
 /// time. (Handed the array, GCC stored the whole tile to the stack and
 /// loaded it back; with the finish's own reloads that was about a fifth of
 /// an int8 GEMM at 256^3.)

@@ -28,6 +28,11 @@
 
 namespace tstream::detail::gemm {
 
+/// The micro-kernel atom for weights of type Wt (arch/x86/gemm_microkernels.hpp).
+template <class Wt>
+using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f32,
+                                    std::conditional_t<std::is_same_v<Wt, bf16>, arch::gemm_atom_bf16, arch::gemm_atom_i8>>;
+
 /// Packs the micro-panels [p0, p1) of A (rows p * MR .. + MR) into dst
 /// (micro-panel p at dst + (p - p0) * MR * groups), K zero-padded to
 /// `groups` k-groups; int8 also writes row_scale[(p - p0) * MR + r] for
@@ -85,8 +90,7 @@ namespace tstream {
 /// Not thread-safe to assign while a GEMM reads it; safe to read from many.
 template <gemm_weight_type W>
 class gemm_activations {
-  using atom = std::conditional_t<std::is_same_v<W, float>, arch::gemm_atom_f32,
-                                  std::conditional_t<std::is_same_v<W, bf16>, arch::gemm_atom_bf16, arch::gemm_atom_i8>>;
+  using atom = detail::gemm::atom_for<W>;
 
  public:
   /// One 32-bit word of a packed row: one fp32, two bf16 or four u8 codes.
@@ -104,7 +108,8 @@ class gemm_activations {
   gemm_activations(thread_team& team, matrix_view<const float> a) { assign(team, a); }
 
   /// Prepares a (M x K, K >= 1, any ld) on the calling thread. Throws
-  /// tstream::error for K < 1; keeps the previous contents then.
+  /// tstream::error for K < 1 or a size past memory, and std::bad_alloc;
+  /// the object keeps its previous contents then.
   void assign(matrix_view<const float> a) {
     reshape(a);
     fill(a, 0, panels_);
@@ -129,13 +134,18 @@ class gemm_activations {
   [[nodiscard]] const float* row_scales() const noexcept { return std::is_same_v<W, std::int8_t> ? scale_.data() : nullptr; }
 
  private:
+  // Sizes the storage for a; everything that can throw (K, the size, the
+  // allocations) happens before the object changes.
   void reshape(matrix_view<const float> a) {
     detail::require(a.cols() >= 1, "gemm_activations", "A has K = ", a.cols(), " columns (K must be at least 1)");
     const index_t kg = (a.cols() + group - 1) / group, panels = (a.rows() + panel_rows - 1) / panel_rows;
-    const std::size_t words = std::size_t(panels) * std::size_t(panel_rows) * std::size_t(kg);
-    if (packed_.size() < words) packed_ = aligned_buffer<word>(words);
-    if constexpr (std::is_same_v<W, std::int8_t>)
-      if (scale_.size() < std::size_t(panels * panel_rows)) scale_ = aligned_buffer<float>(std::size_t(panels * panel_rows));
+    const std::size_t rows = std::size_t(panels) * std::size_t(panel_rows);
+    const std::size_t words = detail::checked_mul(rows, std::size_t(kg), "gemm_activations", "A");
+    const bool scaled = std::is_same_v<W, std::int8_t>;
+    aligned_buffer<word> packed = packed_.size() < words ? aligned_buffer<word>(words) : aligned_buffer<word>();
+    aligned_buffer<float> scale = scaled && scale_.size() < rows ? aligned_buffer<float>(rows) : aligned_buffer<float>();
+    if (packed.size() != 0) packed_ = std::move(packed);
+    if (scale.size() != 0) scale_ = std::move(scale);
     m_ = a.rows();
     k_ = a.cols();
     kg_ = kg;

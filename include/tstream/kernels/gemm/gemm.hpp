@@ -76,9 +76,6 @@ using fbatch = arch::batch<float>;
 inline constexpr index_t MR = index_t(arch::gemm_mr), NR = index_t(arch::gemm_nr);
 inline constexpr std::size_t W = fbatch::size;
 
-template <class Wt>
-using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f32,
-                                    std::conditional_t<std::is_same_v<Wt, bf16>, arch::gemm_atom_bf16, arch::gemm_atom_i8>>;
 
 // One micro-kernel call.
 template <class Atom>
@@ -115,7 +112,7 @@ struct finish_tile {
   const float* row_scale;      // int8: the tile's row scales
   const float* col_scale;      // int8: the panel's column scales
   const std::int32_t* col_sum;  // int8: the panel's column code sums
-  bool plain;                   // fp32, whole tile inside C, C = acc: plain stores
+  bool plain;                   // fp32 accumulators (fp32, bf16), whole tile inside C, C = acc: plain stores
 
   explicit finish_tile(const tile_args<Atom>& t) noexcept
       : c(t.c), ldc(t.ldc), n_valid(t.n_valid), alpha(t.alpha), beta(t.beta), row_scale(t.a_scale),
