@@ -76,7 +76,6 @@ using fbatch = arch::batch<float>;
 inline constexpr index_t MR = index_t(arch::gemm_mr), NR = index_t(arch::gemm_nr);
 inline constexpr std::size_t W = fbatch::size;
 
-
 // One micro-kernel call.
 template <class Atom>
 struct tile_args {
@@ -364,24 +363,14 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
 // With A prepared (gemm_activations), members read its panels in place and
 // nothing is packed.
 template <class Wt, class Epilogue>
-void run(thread_team& team, matrix_view<const float> A, const gemm_activations<Wt>* prepared,
-         const gemm_weights<Wt>& B, matrix_view<float> C, const Epilogue& epilogue, const gemm_options& opt) {
+void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
+         const Epilogue& epilogue, const gemm_options& opt, const gemm_activations<Wt>* prepared = nullptr) {
   using Atom = atom_for<Wt>;
   using a_type = typename Atom::a_type;
   constexpr bool scaled = std::is_same_v<Wt, std::int8_t>;
   const index_t M = C.rows(), m_panels = (M + MR - 1) / MR, n_panels = B.panels(), groups = B.groups();
   const problem<Atom, Wt, Epilogue> pr{A, prepared, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
   const int T = team.size();
-  if (prepared) {
-    team.run([&](int member) {
-      const gemm_part part = split_gemm(m_panels, n_panels, T, member);
-      // Read only: with packed set, run_part never writes through these.
-      const member_a<Atom> a{const_cast<a_type*>(prepared->panel(part.m_begin)),
-                             scaled ? const_cast<float*>(prepared->row_scales()) + part.m_begin * MR : nullptr};
-      run_part(pr, part, a);
-    });
-    return;
-  }
   // Member m's region: its rows of A (all K groups) and their int8 scales,
   // rounded to 4 KiB (and 64 bytes) so members never share a cache line.
   const auto region = [&](int m) {
@@ -391,22 +380,32 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_activations<W
     return std::pair{(checked_mul(rows, std::size_t(groups), "gemm", "A") + page_words - 1) / page_words * page_words,
                      (rows + 15) / 16 * 16};
   };
-  std::size_t words = 0, scales = 0;
-  for (int m = 0; m < T; ++m) {
-    const auto [w, sc] = region(m);
-    words += w;
-    scales += sc;
-  }
-  a_type* buf = scratch<a_type, 1>(words);
-  float* scale = scaled ? scratch<float, 2>(scales) : nullptr;
-  team.run([&](int member) {
-    member_a<Atom> a{buf, scale};
-    for (int m = 0; m < member; ++m) {  // after the regions of the members before it
+  a_type* buf = nullptr;
+  float* scale = nullptr;
+  if (!prepared) {
+    std::size_t words = 0, scales = 0;
+    for (int m = 0; m < T; ++m) {
       const auto [w, sc] = region(m);
-      a.data += w;
-      if (scaled) a.scale += sc;
+      words += w;
+      scales += sc;
     }
-    run_part(pr, split_gemm(m_panels, n_panels, T, member), a);
+    buf = scratch<a_type, 1>(words);
+    scale = scaled ? scratch<float, 2>(scales) : nullptr;
+  }
+  team.run([&](int member) {
+    const gemm_part part = split_gemm(m_panels, n_panels, T, member);
+    member_a<Atom> a{buf, scale};
+    if (prepared) {  // its panels from this part's first row on; read only, as run_part packs nothing then
+      a.data = const_cast<a_type*>(prepared->panel(part.m_begin));
+      if (scaled) a.scale = const_cast<float*>(prepared->row_scales()) + part.m_begin * MR;
+    } else {
+      for (int m = 0; m < member; ++m) {  // after the regions of the members before it
+        const auto [w, sc] = region(m);
+        a.data += w;
+        if (scaled) a.scale += sc;
+      }
+    }
+    run_part(pr, part, a);
   });
 }
 
@@ -477,7 +476,7 @@ void gemm(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>&
   detail::gemm::check(A, B.rows(), B.cols(), C, opt);
   detail::gemm::check_k(B);
   if (C.empty()) return;
-  detail::gemm::run(team, A, static_cast<const gemm_activations<Wt>*>(nullptr), B, C, epilogue, opt);
+  detail::gemm::run(team, A, B, C, epilogue, opt);
 }
 
 /// The same with A prepared once (gemm_activations<Wt>, for GEMMs that
@@ -491,7 +490,7 @@ void gemm(thread_team& team, const gemm_activations<Wt>& A, const gemm_weights<W
   detail::gemm::check_shapes(A.rows(), A.cols(), B.rows(), B.cols(), C, opt);
   detail::gemm::check_k(B);
   if (C.empty()) return;
-  detail::gemm::run(team, matrix_view<const float>{}, &A, B, C, epilogue, opt);
+  detail::gemm::run(team, matrix_view<const float>{}, B, C, epilogue, opt, &A);
 }
 
 namespace detail::gemm {
@@ -533,7 +532,7 @@ void gemm(thread_team& team, matrix_view<const float> A, matrix_view<const float
   if (C.empty()) return;
   thread_local gemm_weights<float> packed = detail::gemm::weights_access::empty();
   detail::gemm::weights_access::repack(packed, B, team);
-  detail::gemm::run(team, A, static_cast<const gemm_activations<float>*>(nullptr), packed, C, epilogue, opt);
+  detail::gemm::run(team, A, packed, C, epilogue, opt);
 }
 
 }  // namespace tstream
