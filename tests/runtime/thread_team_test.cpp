@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <array>
 #include <atomic>
 #if defined(__linux__)
 #include <sched.h>
@@ -17,6 +18,33 @@ TEST_CASE("thread_team: every member runs exactly once per call, repeatedly") {
     std::vector<int> hits(std::size_t(t), 0);
     for (int rep = 0; rep < 200; ++rep) team.run([&](int m) { hits[std::size_t(m)] += 1; });
     for (int h : hits) CHECK(h == 200);
+  }
+}
+
+TEST_CASE("thread_team: jobs captured by value see this call's values, whatever their size") {
+  // Small trivially copyable jobs travel in the team's slot (a copy per
+  // call); larger ones, and ones that are not trivially copyable, are called
+  // where they are. Either way every member must see the values of this call.
+  for (int t : {2, 3, 7}) {
+    CAPTURE(t);
+    tstream::thread_team team(t);
+    std::vector<long> small(static_cast<std::size_t>(t)), large(small), owning(small);
+    for (long call = 1; call <= 100; ++call) {
+      long* out = small.data();
+      team.run([out, call](int m) { out[m] = call * 10 + m; });  // 16 bytes: in the slot
+      std::array<long, 32> big{};  // 256 bytes: too large for the slot
+      big.fill(call);
+      long* out_l = large.data();
+      team.run([out_l, big](int m) { out_l[m] = big[std::size_t(m)] * 10 + m; });
+      const std::vector<long> v(std::size_t(t), call);  // not trivially copyable
+      long* out_o = owning.data();
+      team.run([out_o, v](int m) { out_o[m] = v[std::size_t(m)] * 10 + m; });
+      for (int m = 0; m < t; ++m) {
+        REQUIRE(small[std::size_t(m)] == call * 10 + m);
+        REQUIRE(large[std::size_t(m)] == call * 10 + m);
+        REQUIRE(owning[std::size_t(m)] == call * 10 + m);
+      }
+    }
   }
 }
 
