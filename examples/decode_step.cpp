@@ -8,11 +8,13 @@
 //
 // with no allocation per token. (Positional rotation and the norms' learned
 // gains are left out: they are a few lines of glue each, not kernels.)
-// Prints tokens/s and the bytes each token reads.
+// Prints tokens/s and the bytes each token reads. Usage: decode_step [tokens]
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <span>
 #include <vector>
 
@@ -46,7 +48,9 @@ void rms_norm(std::span<const float> x, std::span<float> out) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // Tokens to time (default 128); CI's sanitizer builds pass a few.
+  const int tokens = argc > 1 ? std::max(1, std::atoi(argv[1])) : 128;
   // A small Llama-like layer: 8 query heads over 2 KV heads of 128.
   const index_t d = 1024, heads = 8, kv_heads = 2, head_dim = 128, ffn = 2816, context = 4096, prompt = 1024;
   const index_t q_dim = heads * head_dim, kv_dim = kv_heads * head_dim;
@@ -90,7 +94,7 @@ int main() {
     }
     tstream::gemv(team, wdown, act, x, vxm::add(tstream::mem::read(std::span<const float>(h))));  // x = h + Wdown act
   };
-  const int warm = 8, tokens = 128;
+  const int warm = 8;
   for (int t = 0; t < warm; ++t) step();
   bytes = 0;
   const auto t0 = std::chrono::steady_clock::now();
