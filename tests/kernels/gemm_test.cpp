@@ -392,6 +392,8 @@ TEST_CASE("gemm: empty M or N is a no-op; the blocking and split cover C exactly
   const gemm_weights<float> none(matrix_view<const float>(b.data(), 8, 0));
   tstream::gemm(team, matrix_view<const float>(a.data(), 1, 8), none, matrix_view<float>(c.data(), 1, 0));
   CHECK(rel::untouched(c, 42.f));
+  CHECK(w.scales() == nullptr);  // int8 only, as documented
+  CHECK(w.col_sums() == nullptr);
 
   const auto bl = w.blocking();
   CHECK(bl.kc >= 64);

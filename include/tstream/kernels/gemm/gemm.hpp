@@ -80,7 +80,8 @@ inline constexpr std::size_t W = fbatch::size;
 template <class Atom>
 struct tile_args {
   using acc_value = typename Atom::acc_type::value_type;
-  typename Atom::a_type* a = nullptr;  // the packed micro-panel at the K block (a packing tile writes it)
+  const typename Atom::a_type* a = nullptr;  // the packed micro-panel at the K block
+  typename Atom::a_type* pack_to = nullptr;  // packing tile: where it packs that micro-panel
   const typename Atom::b_storage* b = nullptr;
   index_t groups = 0;
   acc_value* partial = nullptr;  // MR x NR scratch tile
@@ -152,12 +153,12 @@ struct keep_partial {
   }
 };
 
-// One tile; with Packing, A is read in place (t.a_rows) and packed to t.a.
+// One tile; with Packing, A is read in place (t.a_rows) and packed to t.pack_to.
 template <class Atom, std::size_t Rows, bool Packing>
 void tile(const tile_args<Atom>& t) noexcept {
   const typename Atom::acc_type::value_type* start = t.first ? nullptr : t.partial;
   const typename Atom::a_type* a = Packing ? t.a_rows : t.a;
-  typename Atom::a_type* const pack_to = Packing ? t.a : nullptr;
+  typename Atom::a_type* const pack_to = Packing ? t.pack_to : nullptr;
   if (t.last) {
     for (std::size_t r = 0; r < Rows; ++r)  // the tile of C arrives while the K loop runs
       for (std::size_t j = 0; j < arch::gemm_tile_regs; ++j) arch::prefetch_l2(t.c + index_t(r) * t.ldc + index_t(j * W));
@@ -218,12 +219,15 @@ void epilogue_pass(const problem<Atom, Wt, Epilogue>& pr, index_t i0, index_t i1
   }
 }
 
-// Where a member packs its rows of A: micro-panel part.m_begin + i at
-// data + i * MR * groups (int8 row scales at scale + i * MR).
+// A member's rows of A: micro-panel part.m_begin + i at data + i * MR *
+// groups (int8 row scales at scale + i * MR), and where the member packs
+// them (the same words; null when A came prepared, so nothing is written).
 template <class Atom>
 struct member_a {
-  typename Atom::a_type* data = nullptr;
-  float* scale = nullptr;
+  const typename Atom::a_type* data = nullptr;
+  const float* scale = nullptr;
+  typename Atom::a_type* pack = nullptr;
+  float* pack_scale = nullptr;
 };
 
 template <class Atom, class Wt, class Epilogue>
@@ -270,8 +274,8 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
       // The M block's rows of A, packed by this member when first needed
       // (then hot in L2 for the first N block).
       if (jc == part.n_begin && !pack_in_tile && !packed)
-        pack_a<Atom>(pr.a, kg, ic, ic + im, a.data + (ic - part.m_begin) * MR * kg,
-                     a.scale ? a.scale + (ic - part.m_begin) * MR : nullptr);
+        pack_a<Atom>(pr.a, kg, ic, ic + im, a.pack + (ic - part.m_begin) * MR * kg,
+                     a.pack_scale ? a.pack_scale + (ic - part.m_begin) * MR : nullptr);
       for (index_t pc = 0; pc < kg; pc += kc) {
         t.groups = std::min(kc, kg - pc);
         t.first = pc == 0;
@@ -293,6 +297,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
           if constexpr (fp32) {
             if (pack_in_tile && jc == part.n_begin && jr == 0) {  // the micro-panel's first tile at this K block
               t.a_rows = pr.a.data() + row0 * pr.a.ld() + pc;
+              t.pack_to = a.pack + (mp - part.m_begin) * MR * kg + pc * MR;
               return tile_table<Atom, true>[rows](t);
             }
           }
@@ -394,16 +399,20 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   }
   team.run([&](int member) {
     const gemm_part part = split_gemm(m_panels, n_panels, T, member);
-    member_a<Atom> a{buf, scale};
-    if (prepared) {  // its panels from this part's first row on; read only, as run_part packs nothing then
-      a.data = const_cast<a_type*>(prepared->panel(part.m_begin));
-      if (scaled) a.scale = const_cast<float*>(prepared->row_scales()) + part.m_begin * MR;
+    member_a<Atom> a;
+    if (prepared) {  // its panels from this part's first row on, read in place
+      a.data = prepared->panel(part.m_begin);
+      if (scaled) a.scale = prepared->row_scales() + part.m_begin * MR;
     } else {
+      a.pack = buf;
+      a.pack_scale = scale;
       for (int m = 0; m < member; ++m) {  // after the regions of the members before it
         const auto [w, sc] = region(m);
-        a.data += w;
-        if (scaled) a.scale += sc;
+        a.pack += w;
+        if (scaled) a.pack_scale += sc;
       }
+      a.data = a.pack;
+      a.scale = a.pack_scale;
     }
     run_part(pr, part, a);
   });
