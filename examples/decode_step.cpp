@@ -9,7 +9,6 @@
 // with no allocation per token. (Positional rotation and the norms' learned
 // gains are left out: they are a few lines of glue each, not kernels.)
 // Prints tokens/s and the bytes each token reads. Usage: decode_step [tokens]
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -49,10 +48,22 @@ void rms_norm(std::span<const float> x, std::span<float> out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Tokens to time (default 128); CI's sanitizer builds pass a few.
-  const int tokens = argc > 1 ? std::max(1, std::atoi(argv[1])) : 128;
   // A small Llama-like layer: 8 query heads over 2 KV heads of 128.
   const index_t d = 1024, heads = 8, kv_heads = 2, head_dim = 128, ffn = 2816, context = 4096, prompt = 1024;
+  const int warm = 8;
+
+  // Tokens to time (default 128; CI's sanitizer builds pass a few): as many
+  // as the KV cache has room for after the prompt and the warm-up.
+  const long max_tokens = long(context - prompt - warm);
+  long tokens = 128;
+  if (argc > 1) {
+    char* end = nullptr;
+    tokens = std::strtol(argv[1], &end, 10);
+    if (argc > 2 || end == argv[1] || *end != '\0' || tokens < 1 || tokens > max_tokens) {
+      std::fprintf(stderr, "usage: decode_step [tokens], tokens in [1, %ld]\n", max_tokens);
+      return 2;
+    }
+  }
   const index_t q_dim = heads * head_dim, kv_dim = kv_heads * head_dim;
 
   tstream::thread_team team(2);
@@ -94,11 +105,10 @@ int main(int argc, char** argv) {
     }
     tstream::gemv(team, wdown, act, x, vxm::add(tstream::mem::read(std::span<const float>(h))));  // x = h + Wdown act
   };
-  const int warm = 8;
   for (int t = 0; t < warm; ++t) step();
   bytes = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  for (int t = 0; t < tokens; ++t) step();
+  for (long t = 0; t < tokens; ++t) step();
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::size_t weight_bytes = wqkv.bytes() + wo.bytes() + wgu.bytes() + wdown.bytes();
   bytes += std::size_t(tokens) * weight_bytes;
@@ -108,7 +118,7 @@ int main(int argc, char** argv) {
               double(weight_bytes) / (1 << 20));
   std::printf("weights   : Wgu share 0 lives in %s, Wdown share 0 in %s\n", tstream::to_string(wgu.share(0).level),
               tstream::to_string(wdown.share(0).level));
-  std::printf("decode    : %d tokens from L = %lld to %lld in %.2f ms: %.0f tokens/s, %.1f GB/s of weights and K/V\n",
+  std::printf("decode    : %ld tokens from L = %lld to %lld in %.2f ms: %.0f tokens/s, %.1f GB/s of weights and K/V\n",
               tokens, (long long)(cache.size() - tokens), (long long)cache.size(), sec * 1e3, tokens / sec,
               double(bytes) / sec / 1e9);
   for (float value : x)

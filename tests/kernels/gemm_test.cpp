@@ -394,6 +394,9 @@ TEST_CASE("gemm: empty M or N is a no-op; the blocking and split cover C exactly
   CHECK(rel::untouched(c, 42.f));
   CHECK(w.scales() == nullptr);  // int8 only, as documented
   CHECK(w.col_sums() == nullptr);
+  const gemm_weights<bf16> wb(matrix_view<const float>(b.data(), 8, 5));
+  CHECK(wb.scales() == nullptr);
+  CHECK(wb.col_sums() == nullptr);
 
   const auto bl = w.blocking();
   CHECK(bl.kc >= 64);

@@ -147,6 +147,20 @@ TEST_CASE("gemv int8 fast: u8 x s8 dot products, integer-exact") {
   check_against_references<std::int8_t>(precision::fast);
 }
 
+TEST_CASE("resident_weights: scales and row sums exist for int8 only") {
+  const auto w = random_vector(std::size_t(7 * 5), 31);
+  const matrix_view<const float> v(w.data(), 7, 5);
+  const resident_weights<float> f(v);
+  const resident_weights<bf16> b(v);
+  const resident_weights<std::int8_t> q(v);
+  CHECK(f.scales() == nullptr);
+  CHECK(f.row_sums() == nullptr);
+  CHECK(b.scales() == nullptr);
+  CHECK(b.row_sums() == nullptr);
+  CHECK(q.scales() != nullptr);
+  CHECK(q.row_sums() != nullptr);
+}
+
 TEST_CASE_TEMPLATE("gemv: bitwise identical for every thread count and share count", W, float, bf16, std::int8_t) {
   const index_t n = 1000, k = 333;
   const auto w32 = random_vector(std::size_t(n * k), 11);

@@ -21,31 +21,62 @@ TEST_CASE("thread_team: every member runs exactly once per call, repeatedly") {
   }
 }
 
-TEST_CASE("thread_team: jobs captured by value see this call's values, whatever their size") {
+TEST_CASE("thread_team: run_copy jobs see this call's values, whatever their size and type") {
   // Small trivially copyable jobs travel in the team's slot (a copy per
-  // call); larger ones, and ones that are not trivially copyable, are called
-  // where they are. Either way every member must see the values of this call.
-  for (int t : {2, 3, 7}) {
+  // call); larger, over-aligned, move-only and not trivially copyable ones
+  // are called where they are. Either way every member must see the values
+  // of this call.
+  struct move_only {  // trivially copyable, but not copy constructible
+    long* out;
+    long call;
+    move_only(long* o, long c) : out(o), call(c) {}
+    move_only(const move_only&) = delete;
+    move_only(move_only&&) = default;
+    void operator()(int m) const { out[m] = call * 10 + m; }
+  };
+  struct alignas(32) over_aligned {
+    long* out;
+    long call;
+    void operator()(int m) const { out[m] = call * 10 + m; }
+  };
+  for (int t : {1, 2, 3, 7}) {
     CAPTURE(t);
     tstream::thread_team team(t);
-    std::vector<long> small(static_cast<std::size_t>(t)), large(small), owning(small);
+    std::vector<long> small(static_cast<std::size_t>(t)), large(small), owning(small), moved(small), aligned(small);
     for (long call = 1; call <= 100; ++call) {
       long* out = small.data();
-      team.run([out, call](int m) { out[m] = call * 10 + m; });  // 16 bytes: in the slot
+      team.run_copy([out, call](int m) { out[m] = call * 10 + m; });  // 16 bytes: in the slot
       std::array<long, 32> big{};  // 256 bytes: too large for the slot
       big.fill(call);
       long* out_l = large.data();
-      team.run([out_l, big](int m) { out_l[m] = big[std::size_t(m)] * 10 + m; });
+      team.run_copy([out_l, big](int m) { out_l[m] = big[std::size_t(m)] * 10 + m; });
       const std::vector<long> v(std::size_t(t), call);  // not trivially copyable
       long* out_o = owning.data();
-      team.run([out_o, v](int m) { out_o[m] = v[std::size_t(m)] * 10 + m; });
-      for (int m = 0; m < t; ++m) {
-        REQUIRE(small[std::size_t(m)] == call * 10 + m);
-        REQUIRE(large[std::size_t(m)] == call * 10 + m);
-        REQUIRE(owning[std::size_t(m)] == call * 10 + m);
-      }
+      team.run_copy([out_o, v](int m) { out_o[m] = v[std::size_t(m)] * 10 + m; });
+      team.run_copy(move_only(moved.data(), call));
+      team.run_copy(over_aligned{aligned.data(), call});
+      for (int m = 0; m < t; ++m)
+        for (const auto* got : {&small, &large, &owning, &moved, &aligned}) REQUIRE((*got)[std::size_t(m)] == call * 10 + m);
     }
   }
+}
+
+TEST_CASE("thread_team: run calls the caller's own functor on every member") {
+  // Members writing a functor's mutable state: each write must land in the
+  // object the caller passed (run never copies).
+  struct collect {
+    mutable long out[8] = {};
+    void operator()(int m) const { out[m] = 100 + m; }
+  };
+  tstream::thread_team team(3);
+  collect f;
+  team.run(f);
+  for (int m = 0; m < 3; ++m) CHECK(f.out[m] == 100 + m);
+  // A mutable lambda, called through run, keeps its state across calls.
+  int calls = 0;
+  auto count = [&calls, seen = 0](int m) mutable { if (m == 0) calls = ++seen; };
+  for (int i = 0; i < 5; ++i) team.run(count);
+  CHECK(calls == 5);
 }
 
 TEST_CASE("thread_team: a member's exception reaches the caller after all finish") {
@@ -60,6 +91,17 @@ TEST_CASE("thread_team: a member's exception reaches the caller after all finish
   // The team is still usable.
   team.run([&](int) { ran.fetch_add(1); });
   CHECK(ran.load() == 6);
+  // The same through the slot: a copied job that throws, then another type.
+  std::atomic<int>* counter = &ran;
+  CHECK_THROWS_WITH_AS(team.run_copy([counter](int m) {
+    counter->fetch_add(1);
+    if (m == 1) throw std::runtime_error("copied job failed");
+  }),
+                       "copied job failed", std::runtime_error);
+  CHECK(ran.load() == 9);
+  const int add = 10;
+  team.run_copy([counter, add](int) { counter->fetch_add(add); });
+  CHECK(ran.load() == 39);
 }
 
 TEST_CASE("thread_team: bad sizes and nested runs are errors") {

@@ -6,11 +6,9 @@
 // hand-off is one store that spinning workers see within nanoseconds: the
 // job and its epoch share one cache line written only by the caller, and
 // each worker reports on a line of its own (against a shared countdown
-// that the caller also wrote: 145 -> 92 ns per empty 2-thread call). A
-// small job captured by value is copied into that slot, so a worker's first
-// transfer brings the whole job (a 2-thread call of a lambda reading three
-// captured values: 150 -> 100 ns by value, the cost of an empty call; by
-// reference it still reads the caller's stack, ~180 ns).
+// that the caller also wrote: 145 -> 92 ns per empty 2-thread call).
+// run_copy(f) also puts a small job captured by value in that slot, so a
+// worker's first transfer brings the whole job.
 // BM_dispatch in benchmarks/ measures the empty-call overhead against an
 // OpenMP parallel region in the same binary.
 #pragma once
@@ -92,30 +90,47 @@ class thread_team {
   [[nodiscard]] int size() const noexcept { return size_; }
 
   /// Runs f(member) for member = 0 .. size() - 1, member 0 on the calling
-  /// thread, and waits for all. The first exception thrown by any member is
-  /// rethrown here after every member has finished.
+  /// thread, and waits for all. Every member calls f itself (by reference).
+  /// The first exception thrown by any member is rethrown here after every
+  /// member has finished.
   template <class F>
   void run(F&& f) {
+    run_impl<false>(f);
+  }
+
+  /// As run(f), for a job that only reads what it captured (a lambda
+  /// capturing by value, say): f is called as const, and the workers may
+  /// call a copy of it. A trivially copyable f of at most 104 bytes travels
+  /// in the slot that carries the call to the workers, so each finds the
+  /// whole job in one cache-line transfer instead of fetching it from the
+  /// caller's stack after that (two threads: a lambda reading three values
+  /// it captured costs what an empty call does, 100 ns here, against 150 by
+  /// reference). Anything else runs as with run(f).
+  template <class F>
+    requires std::is_invocable_v<const F&, int>
+  void run_copy(const F& f) {
+    run_impl<true>(f);
+  }
+
+ private:
+  template <bool Copy, class F>
+  void run_impl(F& f) {
     detail::require(!inside_run(), "thread_team::run", "called from inside a running team job (nesting is not supported)");
     std::lock_guard<std::mutex> lock(run_mutex_);
     if (size_ == 1) { call_guarded(f, 0); rethrow(); return; }
-    using Fn = std::remove_cvref_t<F>;
-    if constexpr (travels_in_slot<Fn>) {
-      // A small job travels in the slot the workers fetch anyway for the
-      // epoch, and the workers call that copy: each then finds the job in
-      // one transfer of the slot's two lines, not in a second, dependent one
-      // from the caller's stack.
+    using Fn = std::remove_cv_t<F>;
+    if constexpr (Copy && travels_in_slot<Fn>) {
       const Fn* copy = ::new (static_cast<void*>(job_.local)) Fn(f);
       job_.fn = [](void* ctx, int m) { (*static_cast<const Fn*>(ctx))(m); };
       job_.ctx = const_cast<Fn*>(copy);
     } else {
-      job_.fn = [](void* ctx, int m) { (*static_cast<std::remove_reference_t<F>*>(ctx))(m); };
+      job_.fn = [](void* ctx, int m) { (*static_cast<F*>(ctx))(m); };
       job_.ctx = const_cast<void*>(static_cast<const void*>(&f));
     }
     const std::uint32_t e = job_.epoch.load(std::memory_order_relaxed) + 1;
     job_.epoch.store(e, std::memory_order_release);  // publishes fn, ctx and the copy
     job_.epoch.notify_all();                         // a system call only if a worker sleeps
-    call_guarded(f, 0);  // the caller its own (calling the copy: 512 x 512 GEMV on two threads 3% slower)
+    call_guarded(f, 0);  // the caller its own f (calling the copy: 512 x 512 GEMV on two threads 3% slower)
     int spins = 0;
     for (int m = 1; m < size_; ++m) {
       for (std::uint32_t d; (d = done_[std::size_t(m)].epoch.load(std::memory_order_acquire)) != e;) {
@@ -126,7 +141,6 @@ class thread_team {
     rethrow();
   }
 
- private:
   void stop_workers() noexcept {
     job_.stop = true;  // published by the epoch store below
     job_.epoch.store(job_.epoch.load(std::memory_order_relaxed) + 1, std::memory_order_release);
@@ -143,11 +157,11 @@ class thread_team {
   // cache lines).
   static constexpr std::size_t slot_bytes = 104;
 
-  // Jobs copied into the slot: those whose copy behaves exactly as the
-  // original when called const (lambdas capturing by value or reference).
+  // run_copy jobs copied into the slot: a bitwise copy, which the copy
+  // constructor of a trivially copyable type makes, fits and is aligned.
   template <class Fn>
-  static constexpr bool travels_in_slot = std::is_trivially_copyable_v<Fn> && std::is_trivially_destructible_v<Fn> &&
-                                          std::is_invocable_v<const Fn&, int> && sizeof(Fn) <= slot_bytes &&
+  static constexpr bool travels_in_slot = std::is_trivially_copyable_v<Fn> && std::is_copy_constructible_v<Fn> &&
+                                          std::is_trivially_destructible_v<Fn> && sizeof(Fn) <= slot_bytes &&
                                           alignof(Fn) <= alignof(void*);
 
   template <class F>

@@ -78,9 +78,9 @@ class gemm_weights {
   [[nodiscard]] const storage* panel(index_t p) const noexcept {
     return packed_.data() + std::size_t(p) * std::size_t(kg_ * panel_cols * group);
   }
-  /// int8: per-column scales s_n (panels() * NR, zero past N); null otherwise.
+  /// int8: per-column scales s_n (panels() * NR, zero past N); null for fp32 and bf16.
   [[nodiscard]] const float* scales() const noexcept { return scale_.data(); }
-  /// int8: per-column sums of the codes (for u8 activations' +128 offset); null otherwise.
+  /// int8: per-column sums of the codes (for u8 activations' +128 offset); null for fp32 and bf16.
   [[nodiscard]] const std::int32_t* col_sums() const noexcept { return col_sum_.data(); }
   /// Packed bytes (weights, plus scales and sums for int8).
   [[nodiscard]] std::size_t bytes() const noexcept { return packed_.bytes() + scale_.bytes() + col_sum_.bytes(); }

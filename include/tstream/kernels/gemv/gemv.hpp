@@ -160,9 +160,9 @@ void run(thread_team& team, const resident_weights<Wt>& w, const float* x, index
     for (index_t m = 0; m < mb; ++m)
       xs[m] = prepare<Policy>(x + (m0 + m) * ldx, k, kp, work ? work + std::size_t(m) * words : nullptr);
     // Captured by value, so a worker finds the whole job in the team's slot
-    // (thread_team::run) instead of fetching each capture from this stack
-    // frame after it: one dependent cache-line transfer less per call.
-    team.run([w = &w, xs = &xs[0], mb, y = y + m0 * ldy, ldy, epilogue = &epilogue, T = team.size()](int member) {
+    // (thread_team::run_copy) instead of fetching each capture from this
+    // stack frame after it: one dependent cache-line transfer less per call.
+    team.run_copy([w = &w, xs = &xs[0], mb, y = y + m0 * ldy, ldy, epilogue = &epilogue, T = team.size()](int member) {
       const int S = w->shares();
       for (int s = member * S / T; s < (member + 1) * S / T; ++s)
         run_share<Policy>(*w, w->share(s), xs, mb, y, ldy, *epilogue);

@@ -95,9 +95,9 @@ class resident_weights {
   [[nodiscard]] std::size_t bytes() const noexcept {
     return packed_.bytes() + scale_.bytes() + row_sum_.bytes();
   }
-  /// Per-row scales (int8 only; null otherwise), padded per panel like the rows.
+  /// Per-row scales, padded per panel like the rows (int8; null for fp32 and bf16).
   [[nodiscard]] const float* scales() const noexcept { return scale_.data(); }
-  /// Per-row sums of the int8 codes (for the u8 x s8 dot product's offset); null otherwise.
+  /// Per-row sums of the int8 codes, for the u8 x s8 dot product's offset (null for fp32 and bf16).
   [[nodiscard]] const std::int32_t* row_sums() const noexcept { return row_sum_.data(); }
 
  private:
