@@ -88,7 +88,8 @@ void run(fz::input& in, precision mode, index_t kvh, index_t group, index_t dim,
       } catch (const tstream::error& e) {
         msg = e.what();
       }
-      FZ_CHECK(msg == "tstream::kv_cache::append: position " + std::to_string(bad / width) + " value " +
+      const std::string which = std::isfinite(k[std::size_t(bad)]) ? "v" : "k";
+      FZ_CHECK(msg == "tstream::kv_cache::append: " + which + " at position " + std::to_string(bad / width) + ", value " +
                           std::to_string(bad % width) + " is not finite (int8 needs a finite scale)",
                "int8 append of a non-finite value: wrong or missing error");
       FZ_CHECK(cache.size() == 0, "int8 append stored something before failing");

@@ -109,6 +109,20 @@ TEST_CASE("vec: the default is the TSP's 320 lanes") {
   CHECK(V::superlanes == (320 + V::superlane_width - 1) / V::superlane_width);
 }
 
+TEST_CASE("vec: byte lanes: masked tails of 1-byte types (64 to a 512-bit register) touch exactly n elements") {
+  using V = vec<std::int8_t, 100>;
+  std::vector<std::int8_t> a(100);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<std::int8_t>(int(i % 251) - 100);
+  for (std::size_t n : {0, 1, 7, 15, 16, 17, 31, 32, 40, 63, 64, 65, 99, 100}) {
+    CAPTURE(n);
+    const V v = V::load(a.data(), n);  // a tail of 32 to 63 bytes in one register: no mask wider than the lanes
+    for (std::size_t i = 0; i < 100; ++i) REQUIRE(v.lane(i) == (i < n ? a[i] : 0));
+    std::vector<std::int8_t> out(110, -1);
+    V(std::int8_t(5)).store(out.data(), n);
+    for (std::size_t i = 0; i < out.size(); ++i) REQUIRE(out[i] == (i < n ? 5 : -1));
+  }
+}
+
 TEST_CASE("vec: integer lanes") {
   using V = vec<std::int32_t, 37>;
   std::vector<std::int32_t> a(37);

@@ -250,7 +250,7 @@ TEST_CASE("store_u8_codes: nearest (ties to even), 255 above and for NaN") {
 
 TEST_CASE("attention f32: lengths, head dims and GQA ratios against double") {
   // 512, 513, 1024: a page (512 positions) and a chunk (1024) boundary.
-  for (index_t L : {1, 2, 319, 320, 321, 512, 513, 1000, 1024, 5000})
+  for (index_t L : {1, 2, 7, 319, 320, 321, 512, 513, 1000, 1024, 4097, 5000})  // 4097: a last chunk of one position
     for (auto [qh, kvh] : {std::pair<index_t, index_t>{8, 8}, {8, 2}, {8, 1}}) check_case<float>(qh, kvh, 64, L, {}, 2, 1e-5);
   for (index_t dim : {80, 96, 128, 256}) check_case<float>(8, 2, dim, 777, {}, 2, 1e-5);
   check_case<float>(12, 4, 128, 1500, {}, 3, 1e-5);  // 3 heads per group: a partial tile
@@ -262,6 +262,9 @@ TEST_CASE("attention bf16 and int8 KV: the kernel is exact on the stored values"
     check_case<std::int8_t>(8, 2, 128, L, {}, 2, 1e-5);
   }
   check_case<std::int8_t>(4, 4, 80, 130, {}, 1, 1e-5);
+  // GQA ratio 8: two tiles of four query heads per KV head.
+  check_case<bf16>(8, 1, 128, 700, {}, 2, 1e-5);
+  check_case<std::int8_t>(8, 1, 128, 700, {}, 2, 1e-5);
   // Odd L over several pages (a bf16 pair straddles the end), a narrow last
   // V slice (head_dim 80) over several pages, capacity above L.
   check_case<bf16>(8, 2, 64, 1537, {}, 2, 1e-5);

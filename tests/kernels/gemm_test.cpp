@@ -31,7 +31,8 @@ namespace {
 using rel::ref_fma;
 
 struct shape { index_t m, n, k; };
-const shape awkward_shapes[] = {{1, 1, 1}, {1, 320, 7}, {7, 5, 3}, {319, 321, 320}, {321, 17, 4097}, {57, 33, 1030}, {16, 95, 2}};
+const shape awkward_shapes[] = {{1, 1, 1}, {1, 320, 7}, {7, 5, 3}, {319, 321, 320}, {321, 17, 4097}, {57, 33, 1030}, {16, 95, 2},
+                               {7, 319, 321}, {5, 7, 319}, {3, 4097, 7}};
 
 using mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
@@ -285,8 +286,14 @@ TEST_CASE("gemm: alpha, beta, bias, activations and residual match the stages ap
     }
     tstream::gemm(team, A, w, C, vxm::relu{});
     REQUIRE(rel::same_bits(c, staged(base, vxm::relu{})));
+    for (std::size_t e = 0; e < c.size(); ++e) REQUIRE(c[e] == (base[e] < 0.f ? 0.f : base[e]));  // plain max(x, 0)
     tstream::gemm(team, A, w, C, vxm::gelu{});
     REQUIRE(rel::same_bits(c, staged(base, vxm::gelu{})));
+    for (std::size_t e = 0; e < c.size(); ++e) {  // the tanh form in double; fp32 loses ~1e-7 |x| in 1 + tanh
+      const double x = base[e], g = 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+      CAPTURE(x);
+      REQUIRE(std::fabs(double(c[e]) - g) <= 1e-5 * std::fabs(x) + 1e-7);
+    }
   }
   SUBCASE("residual, after the epilogue") {
     tstream::gemm(team, A, w, C, vxm::relu{}, {.residual = matrix_view<const float>(res.data(), m, n)});
@@ -356,6 +363,22 @@ TEST_CASE("gemm: bad input throws tstream::error naming the argument and writes 
                        "tstream::gemm: bias has 7 elements, B has N = 8", tstream::error);
   CHECK_THROWS_WITH_AS(tstream::gemm(team, A, w, C, std::span<const float>(c.data() + 3, std::size_t(n))),
                        "tstream::gemm: bias overlaps C", tstream::error);
+  {  // the same arrays through the epilogue form, also nested and staged; every GEMM form
+    namespace mem = tstream::mem;
+    namespace vxm = tstream::vxm;
+    CHECK_THROWS_WITH_AS(tstream::gemm(team, A, w, C, vxm::add(mem::read(bias))),
+                         "tstream::gemm: an array the epilogue streams has 7 elements, C has N = 8", tstream::error);
+    CHECK_THROWS_WITH_AS(tstream::gemm(team, A, w, C, vxm::then(vxm::silu{}, vxm::add(mem::read(bias) | vxm::scale(2.f)))),
+                         "tstream::gemm: an array the epilogue streams has 7 elements, C has N = 8", tstream::error);
+    CHECK_THROWS_WITH_AS(tstream::gemm(team, A, matrix_view<const float>(b.data(), k, n), C, vxm::add(mem::read(bias))),
+                         "tstream::gemm: an array the epilogue streams has 7 elements, C has N = 8", tstream::error);
+    CHECK_THROWS_WITH_AS(tstream::gemm(team, A, w, C, vxm::add(mem::read(std::span<const float>(c.data() + n, std::size_t(n))))),
+                         "tstream::gemm: an array the epilogue streams overlaps C", tstream::error);
+    const tstream::gemm_activations<float> prepared(A);
+    CHECK_THROWS_WITH_AS(tstream::gemm(team, prepared, w, C, vxm::add(mem::read(std::span<const float>(c.data(), std::size_t(n))))),
+                         "tstream::gemm: an array the epilogue streams overlaps C", tstream::error);
+    untouched();
+  }
   std::vector<float> res(std::size_t(m * n));
   CHECK_THROWS_WITH_AS(tstream::gemm(team, A, w, C, tstream::vxm::identity{},
                                      {.residual = matrix_view<const float>(res.data(), m, n - 1)}),

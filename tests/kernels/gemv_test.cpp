@@ -26,7 +26,7 @@ namespace {
 using rel::ref_fma;
 
 struct shape { index_t n, k; };
-const shape awkward_shapes[] = {{1, 1}, {7, 5}, {1, 4097}, {33, 3}, {319, 321}, {320, 320}, {321, 4097}, {700, 67}};
+const shape awkward_shapes[] = {{1, 1}, {7, 5}, {1, 4097}, {33, 3}, {319, 321}, {320, 320}, {321, 4097}, {700, 67}, {4097, 7}, {7, 319}};
 
 using rel::random_vector;
 

@@ -228,6 +228,71 @@ TEST_CASE("bad input: batch gemv — Y columns, Y overlapping X (by extent), M =
         }) == "tstream::gemv: X has 15 columns, W has K = 16");
 }
 
+TEST_CASE("bad input: gemv epilogue arrays — length, overlap with y or Y, nested in then() and staged sources") {
+  namespace mem = tstream::mem;
+  namespace vxm = tstream::vxm;
+  gemv_fixture f;
+  const std::vector<float> short_bias(7, 1.f), long_bias(9, 1.f), bias = rel::random_vector(8, 11);
+  CHECK(error_of([&] { tstream::gemv(f.team, f.rw, f.x, f.y, vxm::add(mem::read(short_bias))); }) ==
+        "tstream::gemv: an array the epilogue streams has 7 elements, y has N = 8");
+  CHECK(error_of([&] { tstream::gemv(f.team, f.rw, f.x, f.y, vxm::then(vxm::relu{}, vxm::add(mem::read(long_bias)))); }) ==
+        "tstream::gemv: an array the epilogue streams has 9 elements, y has N = 8");
+  // A staged source inside add: its reader is checked too.
+  CHECK(error_of([&] {
+          tstream::gemv(f.team, f.rw, f.x, f.y, vxm::then(vxm::add(mem::read(bias)), vxm::add(mem::read(short_bias) | vxm::scale(2.f))));
+        }) == "tstream::gemv: an array the epilogue streams has 7 elements, y has N = 8");
+  CHECK(rel::untouched(f.y, sentinel));
+  // Streaming y itself (y = W x + y) would race with the members writing y.
+  std::vector<float> y(8, sentinel);
+  CHECK(error_of([&] {
+          tstream::gemv(f.team, f.rw, f.x, y, vxm::add(mem::read(std::span<const float>(y))));
+        }) == "tstream::gemv: an array the epilogue streams overlaps y");
+  CHECK(rel::untouched(y, sentinel));
+  // Batch form: the arrays hold N (Y's columns) and must not overlap any of Y.
+  std::vector<float> xs(2 * 16, 1.f), ys(2 * 16, sentinel);
+  const matrix_view<float> Y(ys.data(), 2, 8, 16);
+  CHECK(error_of([&] {
+          tstream::gemv(f.team, f.rw, matrix_view<const float>(xs.data(), 2, 16), Y,
+                        vxm::add(mem::read(std::span<const float>(ys.data() + 8, 8))));  // between Y's rows: inside its extent
+        }) == "tstream::gemv: an array the epilogue streams overlaps Y");
+  CHECK(error_of([&] {
+          tstream::gemv(f.team, f.rw, matrix_view<const float>(xs.data(), 2, 16), Y, vxm::add(mem::read(short_bias)));
+        }) == "tstream::gemv: an array the epilogue streams has 7 elements, Y has N = 8");
+  CHECK(rel::untouched(ys, sentinel));
+  // The right length gives the bias form's bits, with any stage after it.
+  std::vector<float> y1(8), y2(8);
+  tstream::gemv(f.team, f.rw, f.x, y1, std::span<const float>(bias));
+  tstream::gemv(f.team, f.rw, f.x, y2, vxm::then(vxm::add(mem::read(bias)), vxm::identity{}));
+  CHECK(y1 == y2);
+}
+
+TEST_CASE("bad input: kv_cache element accessors check head, position and d") {
+  tstream::kv_cache<std::int8_t> c(2, 64, 8);
+  const auto kv = rel::random_vector(128, 5);
+  c.append(kv, kv);
+  CHECK(error_of([&] { (void)c.key(1, 0, 63); }) == "no error");
+  CHECK(error_of([&] { (void)c.key(2, 0, 0); }) == "tstream::kv_cache::key: head = 2 is outside [0, kv_heads = 2)");
+  CHECK(error_of([&] { (void)c.value(0, 1, 0); }) == "tstream::kv_cache::value: position = 1 is outside [0, size = 1)");
+  CHECK(error_of([&] { (void)c.key(0, 0, 64); }) == "tstream::kv_cache::key: d = 64 is outside [0, head_dim = 64)");
+  CHECK(error_of([&] { (void)c.value(0, -1, 0); }) == "tstream::kv_cache::value: position = -1 is outside [0, size = 1)");
+  CHECK(error_of([&] { (void)c.key_scale(-1, 0); }) == "tstream::kv_cache::key_scale: head = -1 is outside [0, kv_heads = 2)");
+  CHECK(error_of([&] { (void)c.value_scale(0, 5); }) == "tstream::kv_cache::value_scale: position = 5 is outside [0, size = 1)");
+}
+
+TEST_CASE("bad input: resident_weights::share and split_rows arguments") {
+  gemv_fixture f;
+  CHECK(f.rw.share(1).end_panel >= f.rw.share(0).end_panel);
+  CHECK(error_of([&] { (void)f.rw.share(2); }) == "tstream::resident_weights::share: s = 2 is outside [0, shares = 2)");
+  CHECK(error_of([&] { (void)f.rw.share(-1); }) == "tstream::resident_weights::share: s = -1 is outside [0, shares = 2)");
+  CHECK(tstream::split_rows(10, 0, 1).empty());
+  CHECK(error_of([&] { (void)tstream::split_rows(10, -3, 1); }) == "tstream::split_rows: parts = -3 is negative");
+  CHECK(error_of([&] { (void)tstream::split_rows(10, 2, 0); }) == "tstream::split_rows: granule = 0 is not positive");
+  CHECK(error_of([&] { (void)tstream::split_rows(-1, 2, 16); }) == "tstream::split_rows: n = -1 is negative");
+  const auto parts = tstream::split_rows(33, 3, 16);  // 3 granules over 3 parts
+  REQUIRE(parts.size() == 3);
+  CHECK((parts[0].begin == 0 && parts[0].end == 16 && parts[1].begin == 16 && parts[1].end == 32 && parts[2].end == 33));
+}
+
 TEST_CASE("bad input: fast int8 K limit is 65792; longer K is an error in fast mode only, and only when N > 0") {
   tstream::thread_team team(1);
   for (index_t k : {index_t(65792), index_t(65793)}) {
@@ -304,7 +369,9 @@ TEST_CASE("bad input: kv_cache::append — null, widths, row mismatch, capacity;
   kv_cache<float> c(2, 64, 4);
   std::vector<float> kv(128, 1.f);
   CHECK(error_of([&] { c.append(std::span<const float>(static_cast<const float*>(nullptr), 128), kv); }) ==
-        "tstream::matrix_view: data is null for a 1 x 128 matrix");
+        "tstream::kv_cache::append: k is null with 128 elements");
+  CHECK(error_of([&] { c.append(kv, std::span<const float>(static_cast<const float*>(nullptr), 128)); }) ==
+        "tstream::kv_cache::append: v is null with 128 elements");
   CHECK(error_of([&] { c.append(kv, std::span<const float>(kv.data(), 127)); }) ==
         "tstream::kv_cache::append: v has 127 values per position, expected kv_heads x head_dim = 128");
   CHECK(error_of([&] { c.append(std::span<const float>(), kv); }) ==
@@ -344,13 +411,13 @@ TEST_CASE("bad input: int8 kv_cache::append of a non-finite value: message, and 
   rows[1 * 128 + 5] = inf;  // row 1 of the prefill (position 3 of the cache)
   CHECK(error_of([&] {
           c.append(matrix_view<const float>(rows.data(), 3, 128), matrix_view<const float>(vals.data(), 3, 128));
-        }) == "tstream::kv_cache::append: position 1 value 5 is not finite (int8 needs a finite scale)");
+        }) == "tstream::kv_cache::append: k at position 1, value 5 is not finite (int8 needs a finite scale)");
   CHECK(c.size() == 2);
   rows[1 * 128 + 5] = 0.5f;
   vals[7] = qnan;  // the message names the first bad (position, value) whether it is in k or v
   CHECK(error_of([&] {
           c.append(matrix_view<const float>(rows.data(), 3, 128), matrix_view<const float>(vals.data(), 3, 128));
-        }) == "tstream::kv_cache::append: position 0 value 7 is not finite (int8 needs a finite scale)");
+        }) == "tstream::kv_cache::append: v at position 0, value 7 is not finite (int8 needs a finite scale)");
   CHECK(c.size() == 2);
   CHECK(c.key(1, 1, 5) == before);
 }

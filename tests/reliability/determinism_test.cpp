@@ -15,6 +15,7 @@
 
 #include "common.hpp"
 #include "tstream/kernels/attention/decode.hpp"
+#include "tstream/kernels/gemm/gemm.hpp"
 #include "tstream/kernels/gemv/gemv.hpp"
 
 using tstream::bf16;
@@ -64,6 +65,34 @@ TEST_CASE_TEMPLATE("determinism: gemv is bitwise identical for 1..8 threads and 
         REQUIRE(rel::same_bits(y, first));
       }
     }
+  }
+}
+
+TEST_CASE_TEMPLATE("determinism: gemm is bitwise identical for 1..8 threads, any M, and with A prepared", W, float, bf16, std::int8_t) {
+  // Small, for ThreadSanitizer: 45 rows (4 row panels), K over a few k-groups.
+  const index_t m = 45, n = 70, k = 130;
+  const auto a = rel::random_vector(std::size_t(m * k), 111);
+  const auto b = rel::random_vector(std::size_t(k * n), 112);
+  const tstream::gemm_weights<W> w(matrix_view<const float>(b.data(), k, n));
+  const matrix_view<const float> A(a.data(), m, k);
+  std::vector<float> first(std::size_t(m * n));
+  tstream::gemm(team_of(1), A, w, matrix_view<float>(first.data(), m, n));
+  for (int t = 2; t <= 8; ++t) {
+    CAPTURE(t);
+    std::vector<float> c(std::size_t(m * n));
+    tstream::gemm(team_of(t), A, w, matrix_view<float>(c.data(), m, n));
+    REQUIRE(rel::same_bits(c, first));
+    const tstream::gemm_activations<W> prepared(team_of(t), A);
+    std::fill(c.begin(), c.end(), 0.f);
+    tstream::gemm(team_of(t), prepared, w, matrix_view<float>(c.data(), m, n));
+    REQUIRE(rel::same_bits(c, first));
+  }
+  // Row i alone (M = 1) and rows [13, 30) give the same bits as in the full product.
+  for (auto [r0, r1] : {std::pair<index_t, index_t>{0, 1}, {44, 45}, {13, 30}}) {
+    CAPTURE(r0);
+    std::vector<float> c(std::size_t((r1 - r0) * n));
+    tstream::gemm(team_of(3), matrix_view<const float>(a.data() + r0 * k, r1 - r0, k), w, matrix_view<float>(c.data(), r1 - r0, n));
+    REQUIRE(rel::same_bits(c, std::vector<float>(first.begin() + r0 * n, first.begin() + r1 * n)));
   }
 }
 

@@ -20,6 +20,7 @@
 
 #include "common.hpp"
 #include "tstream/kernels/attention/decode.hpp"
+#include "tstream/kernels/gemm/gemm.hpp"
 #include "tstream/kernels/gemv/gemv.hpp"
 
 // ---------------------------------------------------- the failing allocator
@@ -192,6 +193,77 @@ TEST_CASE("fault: gemv's first call on a thread (scratch allocation) out of memo
   CHECK(threw);
   CHECK(untouched);
   CHECK(later_ok);
+}
+
+TEST_CASE_TEMPLATE("fault: gemm's first call on a thread (its members' scratch) out of memory writes nothing", W, float, bf16, std::int8_t) {
+  // K past kc_long, so members keep partial sums between K blocks; bf16 and
+  // int8 also convert rows of A. All of it is sized by the caller before any
+  // member writes C.
+  const index_t m = 40, n = 50, k = 6000;
+  const auto a = rel::random_vector(std::size_t(m * k), 231);
+  const auto b = rel::random_vector(std::size_t(k * n), 232);
+  const tstream::gemm_weights<W> w(matrix_view<const float>(b.data(), k, n));
+  const matrix_view<const float> A(a.data(), m, k);
+  std::vector<float> expect(std::size_t(m * n));
+  {
+    tstream::thread_team team(2);
+    tstream::gemm(team, A, w, matrix_view<float>(expect.data(), m, n));
+  }
+  // A fresh thread has no scratch yet: allocation `fail` of its first call fails (-1: none).
+  const auto first_call = [&](long fail, bool& threw, bool& untouched, long& allocations) {
+    std::thread t([&] {
+      tstream::thread_team team(2);
+      std::vector<float> c(std::size_t(m * n), 42.f);
+      const auto call = [&] { tstream::gemm(team, A, w, matrix_view<float>(c.data(), m, n)); };
+      if (fail < 0) {
+        allocations = fault::allocations_of(call);
+        untouched = rel::same_bits(c, expect);
+      } else {
+        threw = fault::fails_at(fail, call);
+        untouched = rel::untouched(c, 42.f);
+      }
+    });
+    t.join();
+  };
+  bool threw = false, ok = false;
+  long count = 0;
+  first_call(-1, threw, ok, count);
+  REQUIRE(ok);
+  REQUIRE(count > 0);
+  for (long f = 0; f < count; ++f) {
+    CAPTURE(f);
+    const long live = fault::live.load();
+    bool untouched = false;
+    first_call(f, threw, untouched, count);
+    CHECK(threw);
+    CHECK(untouched);
+    CHECK(fault::live.load() == live);  // nothing leaked: the scratch went with its thread
+  }
+}
+
+TEST_CASE_TEMPLATE("fault: gemm_activations::assign out of memory keeps the previous contents", W, float, bf16, std::int8_t) {
+  const index_t m = 40, n = 24, k = 300;
+  const auto a = rel::random_vector(std::size_t(m * k), 241);
+  const auto b = rel::random_vector(std::size_t(k * n), 242);
+  const tstream::gemm_weights<W> w(matrix_view<const float>(b.data(), k, n));
+  const matrix_view<const float> small(a.data(), 14, k), large(a.data(), m, k);
+  tstream::thread_team team(2);
+  std::vector<float> e_small(std::size_t(14 * n)), e_large(std::size_t(m * n));
+  tstream::gemm(team, small, w, matrix_view<float>(e_small.data(), 14, n));
+  tstream::gemm(team, large, w, matrix_view<float>(e_large.data(), m, n));
+  for (long f = 0;; ++f) {
+    CAPTURE(f);
+    REQUIRE(f < 16);
+    tstream::gemm_activations<W> p(team, small);
+    const bool threw = fault::fails_at(f, [&] { p.assign(team, large); });  // a larger A on a larger team
+    const bool grew = !threw;
+    const index_t rows = grew ? m : 14;
+    REQUIRE(p.rows() == rows);
+    std::vector<float> c(std::size_t(rows * n));
+    tstream::gemm(team, p, w, matrix_view<float>(c.data(), rows, n));
+    REQUIRE(rel::same_bits(c, grew ? e_large : e_small));
+    if (grew) break;
+  }
 }
 
 TEST_CASE("fault: thread_team construction out of memory throws and leaves no thread behind") {

@@ -21,12 +21,12 @@ namespace tstream::arch {
 
 /// The instruction-set extensions tstream's kernels care about.
 struct isa_set {
-  bool sse2 = false;
-  bool avx2 = false;
-  bool fma = false;
-  bool avx512f = false;
-  bool avx512bw = false;
-  bool avx512vl = false;
+  bool sse2 = false;      ///< the x86-64 baseline
+  bool avx2 = false;      ///< 256-bit integer and float vectors
+  bool fma = false;       ///< fused multiply-add (FMA3)
+  bool avx512f = false;   ///< 512-bit vectors, 32 registers, masks
+  bool avx512bw = false;  ///< 8- and 16-bit lanes in 512-bit vectors
+  bool avx512vl = false;  ///< AVX-512 encodings of 128- and 256-bit operations
   bool avx512_bf16 = false;   ///< vdpbf16ps: bf16 pair dot products into fp32
   bool avx512_vnni = false;   ///< vpdpbusd: u8 x s8 quad dot products into s32
 

@@ -55,9 +55,11 @@ template <class T, class Arch = native>
   // sees as reachable draws -Warray-bounds on short arrays.
   if constexpr (std::is_same_v<Arch, xsimd::avx512bw> || std::is_same_v<Arch, xsimd::avx512dq> ||
                 std::is_same_v<Arch, xsimd::avx512cd> || std::is_same_v<Arch, xsimd::avx512f>) {
-    const __mmask16 m = n >= W ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-    if constexpr (std::is_same_v<T, float>) return batch<T, Arch>(_mm512_maskz_loadu_ps(m, p));
-    if constexpr (std::is_same_v<T, std::int32_t>) return batch<T, Arch>(_mm512_maskz_loadu_epi32(m, p));
+    if constexpr (sizeof(T) == 4) {  // 16 lanes: n < 16 here, so the shift is defined
+      const __mmask16 m = n >= W ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+      if constexpr (std::is_same_v<T, float>) return batch<T, Arch>(_mm512_maskz_loadu_ps(m, p));
+      if constexpr (std::is_same_v<T, std::int32_t>) return batch<T, Arch>(_mm512_maskz_loadu_epi32(m, p));
+    }
   }
 #endif
 #if defined(__AVX2__)
@@ -80,9 +82,11 @@ inline void store_partial(T* p, const batch<T, Arch>& v, std::size_t n) noexcept
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<Arch, xsimd::avx512bw> || std::is_same_v<Arch, xsimd::avx512dq> ||
                 std::is_same_v<Arch, xsimd::avx512cd> || std::is_same_v<Arch, xsimd::avx512f>) {
-    const __mmask16 m = n >= W ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-    if constexpr (std::is_same_v<T, float>) { _mm512_mask_storeu_ps(p, m, v); return; }
-    if constexpr (std::is_same_v<T, std::int32_t>) { _mm512_mask_storeu_epi32(p, m, v); return; }
+    if constexpr (sizeof(T) == 4) {  // 16 lanes: n < 16 here, so the shift is defined
+      const __mmask16 m = n >= W ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+      if constexpr (std::is_same_v<T, float>) { _mm512_mask_storeu_ps(p, m, v); return; }
+      if constexpr (std::is_same_v<T, std::int32_t>) { _mm512_mask_storeu_epi32(p, m, v); return; }
+    }
   }
 #endif
 #if defined(__AVX2__)

@@ -11,6 +11,7 @@ namespace tstream {
 /// past the largest bf16 become +-inf as in IEEE arithmetic. Conversion to
 /// float is exact.
 struct bf16 {
+  /// The 16 stored bits: sign, 8 exponent bits, 7 mantissa bits.
   std::uint16_t bits = 0;
 
   bf16() = default;

@@ -62,6 +62,18 @@ template <source S>
   return chunks_of(s.size(), S::vec_type::lanes);
 }
 
+/// Calls f(data, bytes, elements) for every array a stream node reads: the
+/// mem::read sources, including those inside stages (a staged source's
+/// stage, vxm::add's stream, both stages of vxm::then). A node type takes
+/// part through a member for_each_read(f); a node without one reads no
+/// memory of its own (scalars, relu, ...; a user's own stage reading memory
+/// is the user's to check). Kernels use it to check an epilogue's arrays
+/// before they write anything.
+template <class Node, class F>
+void for_each_read(const Node& node, F&& f) {
+  if constexpr (requires { node.for_each_read(f); }) node.for_each_read(f);
+}
+
 /// A source followed by a stage: itself a source.
 template <source Src, class Stage>
 class staged : public stream_node {
@@ -70,6 +82,11 @@ class staged : public stream_node {
   staged(Src src, Stage st) : src_(std::move(src)), st_(std::move(st)) {}
   [[nodiscard]] std::size_t size() const noexcept { return src_.size(); }
   [[nodiscard]] vec_type at(std::size_t first) const noexcept { return st_(src_.at(first), first); }
+  template <class F>
+  void for_each_read(F& f) const {
+    tstream::for_each_read(src_, f);
+    tstream::for_each_read(st_, f);
+  }
 
  private:
   Src src_;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <type_traits>
 
@@ -57,4 +58,19 @@ matrix_view(T*, index_t, index_t) -> matrix_view<T>;
 template <class T>
 matrix_view(T*, index_t, index_t, index_t) -> matrix_view<T>;
 
+namespace detail {
+
+/// Whether two byte ranges share a byte (empty ranges share none).
+inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) noexcept {
+  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
+  return a_bytes && b_bytes && pa < pb + b_bytes && pb < pa + a_bytes;
+}
+
+/// Bytes a view spans, from its first element to its last.
+template <class T>
+std::size_t span_bytes(const matrix_view<T>& v) noexcept {
+  return v.empty() ? 0 : std::size_t((v.rows() - 1) * v.ld() + v.cols()) * sizeof(T);
+}
+
+}  // namespace detail
 }  // namespace tstream

@@ -7,6 +7,7 @@
 
 #include "tstream/arch/cache.hpp"
 #include "tstream/core/config.hpp"
+#include "tstream/core/error.hpp"
 
 namespace tstream {
 
@@ -48,7 +49,12 @@ struct row_range {
 /// Splits n rows into `parts` contiguous ranges whose boundaries are
 /// multiples of `granule` and whose sizes differ by at most one granule.
 /// Empty ranges appear only when there are fewer granules than parts.
+/// parts = 0 gives no ranges. Throws tstream::error unless n >= 0,
+/// parts >= 0 and granule >= 1.
 [[nodiscard]] inline std::vector<row_range> split_rows(index_t n, index_t parts, index_t granule) {
+  detail::require(n >= 0, "split_rows", "n = ", n, " is negative");
+  detail::require(parts >= 0, "split_rows", "parts = ", parts, " is negative");
+  detail::require(granule >= 1, "split_rows", "granule = ", granule, " is not positive");
   std::vector<row_range> out(static_cast<std::size_t>(parts));
   const index_t units = (n + granule - 1) / granule;
   for (index_t p = 0; p < parts; ++p) {

@@ -47,7 +47,7 @@ struct team_options {
   bool pin_caller = false;
   /// Pause iterations a worker polls for new work before it sleeps (and the
   /// caller polls for completion). Spinning is what makes the hand-off cheap;
-  /// a team larger than the machine's CPUs never spins.
+  /// a team larger than the CPUs the process may run on never spins.
   int spin_iterations = 1 << 16;
 };
 
@@ -63,9 +63,11 @@ class thread_team {
   explicit thread_team(int threads = 1, team_options opt = {}) : size_(threads), opt_(opt) {
     detail::require(threads >= 1 && threads <= 1024, "thread_team", "threads = ", threads,
                     " is outside [1, 1024]");
-    const unsigned hw = std::thread::hardware_concurrency();
-    if (hw != 0 && unsigned(threads) > hw) opt_.spin_iterations = 0;  // oversubscribed: never spin
     cpus_ = process_cpus();
+    // Oversubscribed: never spin. The CPUs are those the process may run on
+    // (a taskset or cgroup cpuset narrows them), else all online ones.
+    const std::size_t available = !cpus_.empty() ? cpus_.size() : std::size_t(std::thread::hardware_concurrency());
+    if (available != 0 && std::size_t(threads) > available) opt_.spin_iterations = 0;
     done_ = std::make_unique<done_slot[]>(std::size_t(threads));
     const bool can_pin = !cpus_.empty() && std::size_t(threads) <= cpus_.size();
     if (can_pin && opt_.pin_caller) pin_this_thread(0);

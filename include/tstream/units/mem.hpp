@@ -24,6 +24,11 @@ class reader : public stream_node {
   [[nodiscard]] vec_type at(std::size_t first) const noexcept {
     return first >= data_.size() ? vec_type() : vec_type::load(data_.data() + first, data_.size() - first);
   }
+  /// The array it streams, for tstream::for_each_read.
+  template <class F>
+  void for_each_read(F& f) const {
+    f(static_cast<const void*>(data_.data()), data_.size_bytes(), data_.size());
+  }
 
  private:
   std::span<T> data_;

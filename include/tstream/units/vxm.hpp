@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "tstream/core/stream.hpp"
+#include "tstream/core/view.hpp"
 
 namespace tstream::vxm {
 
@@ -41,6 +42,10 @@ struct add_stream {
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept {
     static_assert(std::is_same_v<V, typename Src::vec_type>, "tstream::vxm::add: both streams must have the same vec type");
     return v + other.at(first);
+  }
+  template <class F>
+  void for_each_read(F& f) const {
+    tstream::for_each_read(other, f);
   }
 };
 
@@ -101,8 +106,31 @@ struct chain {
   B b;
   template <class V>
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return b(a(v, first), first); }
+  template <class F>
+  void for_each_read(F& f) const {
+    tstream::for_each_read(a, f);
+    tstream::for_each_read(b, f);
+  }
 };
 template <class A, class B>
 [[nodiscard]] auto then(A a, B b) { return chain<A, B>{std::move(a), std::move(b)}; }
 
 }  // namespace tstream::vxm
+
+namespace tstream::detail {
+
+/// Checks the arrays an epilogue stage streams (for_each_read) against the
+/// output it runs along: each must hold n elements, indexed like the output,
+/// and none may overlap the out_bytes at out (other members write there while
+/// the stage reads). Throws tstream::error naming fn and the output.
+template <class Stage>
+void check_epilogue_reads(const Stage& stage, std::size_t n, const void* out, std::size_t out_bytes, const char* fn,
+                          const char* out_name) {
+  for_each_read(stage, [&](const void* data, std::size_t bytes, std::size_t size) {
+    require(size == n, fn, "an array the epilogue streams has ", size, " elements, ", out_name, " has N = ", n);
+    require(data != nullptr || size == 0, fn, "an array the epilogue streams is null");
+    require(!overlaps(data, bytes, out, out_bytes), fn, "an array the epilogue streams overlaps ", out_name);
+  });
+}
+
+}  // namespace tstream::detail

@@ -13,7 +13,7 @@
 
 namespace tstream::arch {
 
-/// True when this build emits vdpbf16ps for bf16_dot_step.
+/// True when this build emits vdpbf16ps for dot_bf16_pairs.
 inline constexpr bool have_bf16_dot =
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
     width<float> == 16;
@@ -21,7 +21,7 @@ inline constexpr bool have_bf16_dot =
     false;
 #endif
 
-/// True when this build emits vpdpbusd for vnni_dot_step.
+/// True when this build emits vpdpbusd for dot_u8s8_quads.
 inline constexpr bool have_vnni_dot =
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
     width<float> == 16;

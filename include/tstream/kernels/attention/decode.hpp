@@ -547,8 +547,8 @@ class decode_plan {
     }
   }
 
-  [[nodiscard]] index_t q_heads() const noexcept { return q_heads_; }
-  [[nodiscard]] const kv_cache<T>& cache() const noexcept { return *cache_; }
+  [[nodiscard]] index_t q_heads() const noexcept { return q_heads_; }           ///< query heads per run()
+  [[nodiscard]] const kv_cache<T>& cache() const noexcept { return *cache_; }  ///< the cache it reads
   /// K and V bytes one run() reads at the cache's current length.
   [[nodiscard]] std::size_t bytes() const noexcept {
     const auto [lo, hi] = range();

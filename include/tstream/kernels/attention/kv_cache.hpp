@@ -87,9 +87,9 @@ class kv_cache {
     std::memset(data_.data(), 0, data_.bytes());  // padding lanes read as zero, never NaN
   }
 
-  [[nodiscard]] index_t kv_heads() const noexcept { return heads_; }
-  [[nodiscard]] index_t head_dim() const noexcept { return dim_; }
-  [[nodiscard]] index_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] index_t kv_heads() const noexcept { return heads_; }   ///< KV heads per position
+  [[nodiscard]] index_t head_dim() const noexcept { return dim_; }      ///< values per head, for K and for V
+  [[nodiscard]] index_t capacity() const noexcept { return capacity_; } ///< positions it can hold
   /// Positions stored so far (the context length L).
   [[nodiscard]] index_t size() const noexcept { return size_; }
   /// Bytes the cache holds (whole pages: see the layout note above).
@@ -101,6 +101,8 @@ class kv_cache {
   /// (head-major). Throws tstream::error, storing nothing, when full or on a
   /// size mismatch.
   void append(std::span<const float> k, std::span<const float> v) {
+    detail::require(k.data() != nullptr || k.empty(), "kv_cache::append", "k is null with ", k.size(), " elements");
+    detail::require(v.data() != nullptr || v.empty(), "kv_cache::append", "v is null with ", v.size(), " elements");
     append(matrix_view<const float>(k.data(), 1, index_t(k.size())), matrix_view<const float>(v.data(), 1, index_t(v.size())));
   }
 
@@ -116,8 +118,8 @@ class kv_cache {
     if constexpr (std::is_same_v<T, std::int8_t>) {
       for (index_t t = 0; t < k.rows(); ++t)
         for (index_t j = 0; j < width; ++j)
-          detail::require(std::isfinite(k(t, j)) && std::isfinite(v(t, j)), "kv_cache::append", "position ", t,
-                          " value ", j, " is not finite (int8 needs a finite scale)");
+          detail::require(std::isfinite(k(t, j)) && std::isfinite(v(t, j)), "kv_cache::append", std::isfinite(k(t, j)) ? "v" : "k",
+                          " at position ", t, ", value ", j, " is not finite (int8 needs a finite scale)");
     }
     for (index_t t = 0; t < k.rows(); ++t, ++size_)
       for (index_t h = 0; h < heads_; ++h) store(h, size_, k.row(t).data() + h * dim_, v.row(t).data() + h * dim_);
@@ -178,10 +180,13 @@ class kv_cache {
   }
 
   /// The value stored for K or V at (head, position, d), as fp32 (for tests).
+  /// Throws tstream::error for an index outside kv_heads x size() x head_dim.
   [[nodiscard]] float key(index_t h, index_t pos, index_t d) const { return read(h, pos, d, true); }
   [[nodiscard]] float value(index_t h, index_t pos, index_t d) const { return read(h, pos, d, false); }
   /// The int8 scale of K or V at (head, position) (1 for other types).
+  /// Throws tstream::error for an index outside kv_heads x size().
   [[nodiscard]] float key_scale(index_t h, index_t pos) const {
+    check_index(h, pos, 0, "kv_cache::key_scale");
     if constexpr (std::is_same_v<T, std::int8_t>) {
       const slot s = locate(h, pos);
       return key_scales(s.pg, s.j)[s.p];
@@ -189,6 +194,7 @@ class kv_cache {
     else return 1.f;
   }
   [[nodiscard]] float value_scale(index_t h, index_t pos) const {
+    check_index(h, pos, 0, "kv_cache::value_scale");
     if constexpr (std::is_same_v<T, std::int8_t>) {
       const slot s = locate(h, pos);
       return value_scales(s.pg, s.j)[s.p];
@@ -244,7 +250,14 @@ class kv_cache {
     else return x;
   }
 
+  void check_index(index_t h, index_t pos, index_t d, const char* fn) const {
+    detail::require(h >= 0 && h < heads_, fn, "head = ", h, " is outside [0, kv_heads = ", heads_, ")");
+    detail::require(pos >= 0 && pos < size_, fn, "position = ", pos, " is outside [0, size = ", size_, ")");
+    detail::require(d >= 0 && d < dim_, fn, "d = ", d, " is outside [0, head_dim = ", dim_, ")");
+  }
+
   float read(index_t h, index_t pos, index_t d, bool is_key) const {
+    check_index(h, pos, d, is_key ? "kv_cache::key" : "kv_cache::value");
     const auto [pg, j, p] = locate(h, pos);
     const storage s = is_key ? keys(pg, j)[key_index(d, p)] : values(pg)[value_index(j * block + p, d)];
     if constexpr (std::is_same_v<T, bf16>) return bf16::to_float(s);

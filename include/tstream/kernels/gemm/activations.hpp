@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
-#include <vector>
 
 #include "tstream/arch/simd.hpp"
 #include "tstream/arch/x86/gemm_microkernels.hpp"
@@ -37,16 +36,16 @@ using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f
 /// (micro-panel p at dst + (p - p0) * MR * groups), K zero-padded to
 /// `groups` k-groups; int8 also writes row_scale[(p - p0) * MR + r] for
 /// each row. Rows past A's end are left unwritten (no kernel reads them).
+/// bf16 and int8 convert each row into `convert` first (MR x groups words,
+/// the caller's, so nothing here allocates; unused and may be null for fp32),
+/// then deal it into the micro-panel 16 k-groups at a time.
 template <class Atom>
 void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, typename Atom::a_type* dst,
-            float* row_scale) noexcept {
+            float* row_scale, typename Atom::a_type* convert) noexcept {
   using word = typename Atom::a_type;
   constexpr index_t MR = index_t(arch::gemm_mr), G = index_t(Atom::group);
   const index_t K = A.cols(), kp = groups * G;
-  // One row converted into contiguous words first (loops that vectorize),
-  // then dealt into the micro-panel 16 k-groups at a time.
-  thread_local std::vector<word> row_words;
-  if (index_t(row_words.size()) < MR * groups) row_words.resize(std::size_t(MR * groups));
+  word* const row_words = convert;
   for (index_t p = p0; p < p1; ++p) {
     word* panel = dst + (p - p0) * MR * groups;
     const index_t rows = std::min(MR, A.rows() - p * MR);
@@ -57,15 +56,15 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
       if constexpr (G == 1) {
         src = x;  // fp32: the row itself
       } else if constexpr (G == 2) {
-        auto* half = reinterpret_cast<std::uint16_t*>(row_words.data() + r * groups);  // little-endian: k = 2g low
+        auto* half = reinterpret_cast<std::uint16_t*>(row_words + r * groups);  // little-endian: k = 2g low
         round_bf16(x, K, half);
         for (index_t k = K; k < kp; ++k) half[k] = 0;
-        src = row_words.data() + r * groups;
+        src = row_words + r * groups;
       } else {
-        auto* codes = reinterpret_cast<std::uint8_t*>(row_words.data() + r * groups);  // little-endian: k = 4g + byte
+        auto* codes = reinterpret_cast<std::uint8_t*>(row_words + r * groups);  // little-endian: k = 4g + byte
         row_scale[(p - p0) * MR + r] = quantize_activations(x, K, codes);  // NaN when the row is not finite
         for (index_t k = K; k < kp; ++k) codes[k] = 128;
-        src = row_words.data() + r * groups;
+        src = row_words + r * groups;
       }
       src_rows[r] = src;
     }
@@ -111,16 +110,16 @@ class gemm_activations {
   /// tstream::error for K < 1 or a size past memory, and std::bad_alloc;
   /// the object keeps its previous contents then.
   void assign(matrix_view<const float> a) {
-    reshape(a);
-    fill(a, 0, panels_);
+    reshape(a, 1);
+    fill(a, 0, panels_, 0);
   }
 
   /// The same, each team member preparing a contiguous run of row panels.
   void assign(thread_team& team, matrix_view<const float> a) {
-    reshape(a);
     const int t = team.size();
-    if (t == 1 || panels_ < 2) return fill(a, 0, panels_);
-    team.run([&](int m) { fill(a, panels_ * m / t, panels_ * (m + 1) / t); });
+    reshape(a, t);
+    if (t == 1 || panels_ < 2) return fill(a, 0, panels_, 0);
+    team.run([&](int m) { fill(a, panels_ * m / t, panels_ * (m + 1) / t, m); });
   }
 
   [[nodiscard]] index_t rows() const noexcept { return m_; }     ///< M
@@ -136,31 +135,49 @@ class gemm_activations {
  private:
   // Sizes the storage for a; everything that can throw (K, the size, the
   // allocations) happens before the object changes.
-  void reshape(matrix_view<const float> a) {
+  // members: how many fill() at once, each converting rows in its own
+  // region of convert_ (bf16 and int8).
+  void reshape(matrix_view<const float> a, int members) {
     detail::require(a.cols() >= 1, "gemm_activations", "A has K = ", a.cols(), " columns (K must be at least 1)");
     const index_t kg = (a.cols() + group - 1) / group, panels = (a.rows() + panel_rows - 1) / panel_rows;
     const std::size_t rows = std::size_t(panels) * std::size_t(panel_rows);
     const std::size_t words = detail::checked_mul(rows, std::size_t(kg), "gemm_activations", "A");
     const bool scaled = std::is_same_v<W, std::int8_t>;
+    const std::size_t stride = group > 1 ? convert_region(kg) : 0;
+    const std::size_t convert_words = detail::checked_mul(stride, std::size_t(members), "gemm_activations", "A");
     aligned_buffer<word> packed = packed_.size() < words ? aligned_buffer<word>(words) : aligned_buffer<word>();
     aligned_buffer<float> scale = scaled && scale_.size() < rows ? aligned_buffer<float>(rows) : aligned_buffer<float>();
+    aligned_buffer<word> convert = convert_.size() < convert_words ? aligned_buffer<word>(convert_words) : aligned_buffer<word>();
     if (packed.size() != 0) packed_ = std::move(packed);
     if (scale.size() != 0) scale_ = std::move(scale);
+    if (convert.size() != 0) convert_ = std::move(convert);
+    convert_stride_ = stride;
     m_ = a.rows();
     k_ = a.cols();
     kg_ = kg;
     panels_ = panels;
   }
 
-  void fill(matrix_view<const float> a, index_t p0, index_t p1) noexcept {
+  // Words of one member's conversion rows (panel_rows x kg), whole 4 KiB
+  // pages so members never share a cache line.
+  static std::size_t convert_region(index_t kg) {
+    constexpr std::size_t page_words = 4096 / sizeof(word);
+    const std::size_t w = detail::checked_mul(std::size_t(panel_rows), std::size_t(kg), "gemm_activations", "A");
+    return (w + page_words - 1) / page_words * page_words;
+  }
+
+  void fill(matrix_view<const float> a, index_t p0, index_t p1, int member) noexcept {
     if (p0 >= p1) return;
     float* scale = std::is_same_v<W, std::int8_t> ? scale_.data() + p0 * panel_rows : nullptr;
-    detail::gemm::pack_a<atom>(a, kg_, p0, p1, packed_.data() + p0 * panel_rows * kg_, scale);
+    word* convert = group > 1 ? convert_.data() + std::size_t(member) * convert_stride_ : nullptr;
+    detail::gemm::pack_a<atom>(a, kg_, p0, p1, packed_.data() + p0 * panel_rows * kg_, scale, convert);
   }
 
   index_t m_ = 0, k_ = 0, kg_ = 0, panels_ = 0;
   aligned_buffer<word> packed_;
   aligned_buffer<float> scale_;
+  aligned_buffer<word> convert_;  // bf16, int8: rows converted before they are dealt into panels
+  std::size_t convert_stride_ = 0;  // words per member in convert_
 };
 
 }  // namespace tstream

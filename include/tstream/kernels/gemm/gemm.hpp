@@ -62,6 +62,7 @@ namespace tstream {
 
 /// Options of a GEMM call: C = epilogue(alpha A B + beta C) + residual.
 struct gemm_options {
+  /// Scales A B (before beta C and the epilogue).
   float alpha = 1.f;
   /// 0 (the default) never reads C, so C may hold anything (NaN included).
   float beta = 0.f;
@@ -228,7 +229,34 @@ struct member_a {
   const float* scale = nullptr;
   typename Atom::a_type* pack = nullptr;
   float* pack_scale = nullptr;
+  typename Atom::a_type* convert = nullptr;   // bf16/int8 packing: MR rows of converted words
+  typename Atom::acc_type::value_type* partial = nullptr;  // K blocks before the last: mcp x ncp tiles
 };
+
+// A part's blocking: M blocks of about mc rows, as even as can be, the count
+// rounded to nearest (128 rows: one block of 10 micro-panels rather than
+// 9 + 1, the second reading all of B again for 2 rows); K blocks of kc for
+// few micro-panels of A per block (small M: B micro-panel outer), of kc_long
+// otherwise, as even as can be.
+struct part_blocking {
+  index_t m_blocks, mcp;  // M blocks, micro-panels per block (at most)
+  bool b_outer;
+  index_t kc;             // k-groups per K block
+  [[nodiscard]] std::size_t partial_tiles(index_t kg, index_t ncp) const noexcept {
+    return kg > kc ? std::size_t(mcp) * std::size_t(ncp) : 0;
+  }
+};
+inline part_blocking block_part(const gemm_part& part, const gemm_blocking& bl, index_t kg) noexcept {
+  part_blocking b;
+  const index_t m_span = part.m_end - part.m_begin;
+  b.m_blocks = std::max<index_t>(1, (m_span + bl.mc / MR / 2) / (bl.mc / MR));
+  b.mcp = (m_span + b.m_blocks - 1) / b.m_blocks;
+  b.b_outer = b.mcp <= 3;
+  const index_t kb = b.b_outer ? bl.kc : bl.kc_long;
+  const index_t k_blocks = (kg + kb - 1) / kb;
+  b.kc = (kg + k_blocks - 1) / k_blocks;
+  return b;
+}
 
 template <class Atom, class Wt, class Epilogue>
 void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, const member_a<Atom>& a) {
@@ -238,16 +266,9 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
   const gemm_weights<Wt>& B = *pr.b;
   const gemm_blocking& bl = B.blocking();
   const index_t ncp = bl.nc / NR, kg = B.groups();
-  // M blocks of about mc rows, as even as can be, the count rounded to
-  // nearest (128 rows: one block of 10 micro-panels rather than 9 + 1, the
-  // second reading all of B again for 2 rows).
-  const index_t m_span = part.m_end - part.m_begin;
-  const index_t m_blocks = std::max<index_t>(1, (m_span + bl.mc / MR / 2) / (bl.mc / MR));
-  const index_t mcp = (m_span + m_blocks - 1) / m_blocks;
-  // Few micro-panels of A per block (small M): B micro-panel outer (below),
-  // K blocks of kc; otherwise A micro-panel outer, K blocks of kc_long.
-  // Either way the K blocks are as even as can be.
-  const bool b_outer = mcp <= 3;
+  const part_blocking pb = block_part(part, bl, kg);
+  const index_t m_span = part.m_end - part.m_begin, m_blocks = pb.m_blocks, mcp = pb.mcp, kc = pb.kc;
+  const bool b_outer = pb.b_outer;  // few micro-panels of A per block: B micro-panel outer (below)
   // fp32 A with many micro-panels is packed by the first tile of each one
   // (reading it in place), not in a pass of its own: 256^3 +3%, 300^3,
   // 512^3 and 1000^3 +2% on one thread, 256^3 on two +1.7% (paired
@@ -257,9 +278,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
   constexpr bool fp32 = std::is_same_v<Atom, arch::gemm_atom_f32>;
   const bool packed = pr.prepared != nullptr;
   const bool pack_in_tile = fp32 && !packed && !b_outer && (pr.a.ld() * index_t(sizeof(float))) % 4096 != 0;
-  const index_t k_blocks = (kg + (b_outer ? bl.kc : bl.kc_long) - 1) / (b_outer ? bl.kc : bl.kc_long);
-  const index_t kc = (kg + k_blocks - 1) / k_blocks;
-  acc_value* partial = kg > kc ? scratch<acc_value, 0>(std::size_t(mcp * ncp * MR * NR)) : nullptr;
+  acc_value* partial = a.partial;  // pb.partial_tiles(kg, ncp) tiles, from the caller
   const auto& table = tile_table<Atom>;
 
   tile_args<Atom> t;
@@ -275,7 +294,7 @@ void run_part(const problem<Atom, Wt, Epilogue>& pr, const gemm_part& part, cons
       // (then hot in L2 for the first N block).
       if (jc == part.n_begin && !pack_in_tile && !packed)
         pack_a<Atom>(pr.a, kg, ic, ic + im, a.pack + (ic - part.m_begin) * MR * kg,
-                     a.pack_scale ? a.pack_scale + (ic - part.m_begin) * MR : nullptr);
+                     a.pack_scale ? a.pack_scale + (ic - part.m_begin) * MR : nullptr, a.convert);
       for (index_t pc = 0; pc < kg; pc += kc) {
         t.groups = std::min(kc, kg - pc);
         t.first = pc == 0;
@@ -385,6 +404,25 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
     return std::pair{(checked_mul(rows, std::size_t(groups), "gemm", "A") + page_words - 1) / page_words * page_words,
                      (rows + 15) / 16 * 16};
   };
+  // Every member's scratch is sized here, before any member writes C, so
+  // running out of memory throws with C untouched: its partial sums (in
+  // regions of whole 4 KiB pages) and, for bf16 and int8, MR rows of
+  // converted A words.
+  using acc_value = typename Atom::acc_type::value_type;
+  const index_t ncp = B.blocking().nc / NR;
+  const auto partial_region = [&](int m) {
+    const std::size_t tiles = block_part(split_gemm(m_panels, n_panels, T, m), B.blocking(), groups).partial_tiles(groups, ncp);
+    constexpr std::size_t page_values = 4096 / sizeof(acc_value);
+    return (checked_mul(tiles, std::size_t(MR * NR), "gemm", "the partial sums") + page_values - 1) / page_values * page_values;
+  };
+  std::size_t partials = 0;
+  for (int m = 0; m < T; ++m) partials += partial_region(m);
+  acc_value* partial = partials ? scratch<acc_value, 0>(partials) : nullptr;
+  constexpr std::size_t convert_page = 4096 / sizeof(a_type);
+  const std::size_t convert_region = Atom::group > 1 && !prepared
+      ? (checked_mul(std::size_t(MR), std::size_t(groups), "gemm", "A") + convert_page - 1) / convert_page * convert_page
+      : 0;
+  a_type* convert = convert_region ? scratch<a_type, 3>(checked_mul(convert_region, std::size_t(T), "gemm", "A")) : nullptr;
   a_type* buf = nullptr;
   float* scale = nullptr;
   if (!prepared) {
@@ -400,6 +438,10 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   team.run([&](int member) {
     const gemm_part part = split_gemm(m_panels, n_panels, T, member);
     member_a<Atom> a;
+    a.partial = partial;
+    for (int m = 0; m < member; ++m) a.partial += partial_region(m);
+    if (partials == 0) a.partial = nullptr;
+    a.convert = convert ? convert + std::size_t(member) * convert_region : nullptr;
     if (prepared) {  // its panels from this part's first row on, read in place
       a.data = prepared->panel(part.m_begin);
       if (scaled) a.scale = prepared->row_scales() + part.m_begin * MR;
@@ -416,17 +458,6 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
     }
     run_part(pr, part, a);
   });
-}
-
-inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) noexcept {
-  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
-  return a_bytes && b_bytes && pa < pb + b_bytes && pb < pa + a_bytes;
-}
-
-// Bytes a view spans, from its first element to its last.
-template <class T>
-std::size_t span_bytes(const matrix_view<T>& v) noexcept {
-  return v.empty() ? 0 : std::size_t((v.rows() - 1) * v.ld() + v.cols()) * sizeof(T);
 }
 
 // Every check, before anything is written: A (m x a_cols) against B (k x n),
@@ -477,13 +508,15 @@ struct weights_access {
 /// stage (tstream/units/vxm.hpp) applied along each row of C, lane j being
 /// column `first + j`, e.g. vxm::then(vxm::add(mem::read(bias)), vxm::silu{}).
 /// Throws tstream::error, writing nothing, on mismatched shapes, C
-/// overlapping A or the residual, or an int8 K over 65792.
+/// overlapping A or the residual, an array the epilogue streams (mem::read)
+/// that does not hold N elements or overlaps C, or an int8 K over 65792.
 template <gemm_weight_type Wt, class Epilogue = vxm::identity>
   requires stage_for<Epilogue, vec<float>>
 void gemm(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& B, matrix_view<float> C,
           Epilogue epilogue = {}, gemm_options opt = {}) {
   detail::gemm::check(A, B.rows(), B.cols(), C, opt);
   detail::gemm::check_k(B);
+  detail::check_epilogue_reads(epilogue, std::size_t(C.cols()), C.data(), detail::span_bytes(C), "gemm", "C");
   if (C.empty()) return;
   detail::gemm::run(team, A, B, C, epilogue, opt);
 }
@@ -491,13 +524,15 @@ void gemm(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>&
 /// The same with A prepared once (gemm_activations<Wt>, for GEMMs that
 /// share A): C is bitwise what the fp32 A gives above, without converting
 /// A again. Throws tstream::error, writing nothing, on mismatched shapes, C
-/// overlapping the residual, or an int8 K over 65792.
+/// overlapping the residual, an epilogue array as above, or an int8 K over
+/// 65792.
 template <gemm_weight_type Wt, class Epilogue = vxm::identity>
   requires stage_for<Epilogue, vec<float>>
 void gemm(thread_team& team, const gemm_activations<Wt>& A, const gemm_weights<Wt>& B, matrix_view<float> C,
           Epilogue epilogue = {}, gemm_options opt = {}) {
   detail::gemm::check_shapes(A.rows(), A.cols(), B.rows(), B.cols(), C, opt);
   detail::gemm::check_k(B);
+  detail::check_epilogue_reads(epilogue, std::size_t(C.cols()), C.data(), detail::span_bytes(C), "gemm", "C");
   if (C.empty()) return;
   detail::gemm::run(team, matrix_view<const float>{}, B, C, epilogue, opt, &A);
 }
@@ -536,8 +571,9 @@ void gemm(thread_team& team, matrix_view<const float> A, matrix_view<const float
           Epilogue epilogue = {}, gemm_options opt = {}) {
   detail::require(B.rows() >= 1, "gemm", "B has K = ", B.rows(), " rows (K must be at least 1)");
   detail::gemm::check(A, B.rows(), B.cols(), C, opt);
-  detail::require(!detail::gemm::overlaps(B.data(), detail::gemm::span_bytes(B), C.data(), detail::gemm::span_bytes(C)),
+  detail::require(!detail::overlaps(B.data(), detail::span_bytes(B), C.data(), detail::span_bytes(C)),
                   "gemm", "C overlaps B (the output must not alias an input)");
+  detail::check_epilogue_reads(epilogue, std::size_t(C.cols()), C.data(), detail::span_bytes(C), "gemm", "C");
   if (C.empty()) return;
   thread_local gemm_weights<float> packed = detail::gemm::weights_access::empty();
   detail::gemm::weights_access::repack(packed, B, team);

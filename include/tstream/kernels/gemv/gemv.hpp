@@ -42,6 +42,7 @@ namespace tstream {
 
 /// Options of a GEMV call.
 struct gemv_options {
+  /// exact (default) or fast (tstream::precision; the same for fp32).
   precision mode = precision::exact;
 };
 
@@ -152,7 +153,7 @@ void run(thread_team& team, const resident_weights<Wt>& w, const float* x, index
   using X = typename Policy::x_type;
   const index_t k = w.cols(), kp = w.padded_cols();
   const std::size_t words = std::is_same_v<X, float> ? 0 : std::size_t(kp / Policy::group);
-  std::uint32_t* work = words ? scratch(words * std::size_t(m_count)) : nullptr;
+  std::uint32_t* work = words ? scratch(words * std::size_t(std::min(m_count, batch_block))) : nullptr;  // one block's
   // Prepared activations for every vector, on the caller's stack in blocks.
   for (index_t m0 = 0; m0 < m_count; m0 += batch_block) {
     const index_t mb = std::min(batch_block, m_count - m0);
@@ -193,17 +194,14 @@ void dispatch(thread_team& team, const resident_weights<Wt>& w, const float* x, 
   }
 }
 
-inline bool overlaps(const void* a, std::size_t a_bytes, const void* b, std::size_t b_bytes) noexcept {
-  const auto pa = reinterpret_cast<std::uintptr_t>(a), pb = reinterpret_cast<std::uintptr_t>(b);
-  return a_bytes && b_bytes && pa < pb + b_bytes && pb < pa + a_bytes;
-}
-
 }  // namespace detail::gemv
 
 /// y = epilogue(W x). x has K elements, y has N. The epilogue is a VXM stage
 /// (tstream/units/vxm.hpp) applied to each panel of y in registers, e.g.
 /// vxm::then(vxm::add(mem::read(bias)), vxm::silu{}). Throws tstream::error,
-/// writing nothing, on mismatched sizes, null data or x overlapping y.
+/// writing nothing, on mismatched sizes, null data, x overlapping y, or an
+/// array the epilogue streams (mem::read) that does not hold N elements or
+/// overlaps y.
 template <weight_type Wt, class Epilogue = vxm::identity>
   requires stage_for<Epilogue, vec<float>>
 void gemv(thread_team& team, const resident_weights<Wt>& w, std::span<const float> x, std::span<float> y,
@@ -212,8 +210,9 @@ void gemv(thread_team& team, const resident_weights<Wt>& w, std::span<const floa
   detail::require(index_t(y.size()) == w.rows(), "gemv", "y has ", y.size(), " elements, W has N = ", w.rows());
   detail::require(x.data() != nullptr, "gemv", "x is null");
   detail::require(y.data() != nullptr || y.empty(), "gemv", "y is null");
-  detail::require(!detail::gemv::overlaps(x.data(), x.size_bytes(), y.data(), y.size_bytes()), "gemv",
+  detail::require(!detail::overlaps(x.data(), x.size_bytes(), y.data(), y.size_bytes()), "gemv",
                   "y overlaps x (the output must not alias the input)");
+  detail::check_epilogue_reads(epilogue, y.size(), y.data(), y.size_bytes(), "gemv", "y");
   detail::gemv::dispatch(team, w, x.data(), w.cols(), 1, y.data(), w.rows(), epilogue, opt);
 }
 
@@ -223,7 +222,7 @@ void gemv(thread_team& team, const resident_weights<Wt>& w, std::span<const floa
           std::span<const float> bias, gemv_options opt = {}) {
   detail::require(index_t(bias.size()) == w.rows(), "gemv", "bias has ", bias.size(), " elements, W has N = ", w.rows());
   detail::require(bias.data() != nullptr || bias.empty(), "gemv", "bias is null");
-  detail::require(!detail::gemv::overlaps(bias.data(), bias.size_bytes(), y.data(), y.size_bytes()), "gemv",
+  detail::require(!detail::overlaps(bias.data(), bias.size_bytes(), y.data(), y.size_bytes()), "gemv",
                   "bias overlaps y (for y = W x + y, copy y first)");
   gemv(team, w, x, y, vxm::add(mem::read(bias)), opt);
 }
@@ -231,6 +230,8 @@ void gemv(thread_team& team, const resident_weights<Wt>& w, std::span<const floa
 /// A batch: Y(m, :) = epilogue(W X(m, :)) for each of the M rows of X (M x K)
 /// and Y (M x N). The weights are read from memory once per call for the
 /// whole batch; row m of Y is bitwise identical to gemv on X(m, :) alone.
+/// Throws as above (an epilogue's arrays hold N elements, one per column of
+/// Y, and must not overlap Y).
 template <weight_type Wt, class Epilogue = vxm::identity>
   requires stage_for<Epilogue, vec<float>>
 void gemv(thread_team& team, const resident_weights<Wt>& w, matrix_view<const float> x, matrix_view<float> y,
@@ -240,8 +241,9 @@ void gemv(thread_team& team, const resident_weights<Wt>& w, matrix_view<const fl
   detail::require(x.rows() == y.rows(), "gemv", "X has ", x.rows(), " rows (vectors), Y has ", y.rows());
   const std::size_t xb = std::size_t(x.rows() > 0 ? (x.rows() - 1) * x.ld() + x.cols() : 0) * sizeof(float);
   const std::size_t yb = std::size_t(y.rows() > 0 ? (y.rows() - 1) * y.ld() + y.cols() : 0) * sizeof(float);
-  detail::require(!detail::gemv::overlaps(x.data(), xb, y.data(), yb), "gemv",
+  detail::require(!detail::overlaps(x.data(), xb, y.data(), yb), "gemv",
                   "Y overlaps X (the output must not alias the input)");
+  detail::check_epilogue_reads(epilogue, std::size_t(y.cols()), y.data(), yb, "gemv", "Y");
   detail::gemv::dispatch(team, w, x.data(), x.ld(), x.rows(), y.data(), y.ld(), epilogue, opt);
 }
 

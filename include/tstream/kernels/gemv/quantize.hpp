@@ -22,7 +22,7 @@ namespace tstream {
 struct quantized_rows {
   aligned_buffer<std::int8_t> q;   ///< rows x cols, dense row-major
   aligned_buffer<float> scale;     ///< one per row
-  index_t rows = 0, cols = 0;
+  index_t rows = 0, cols = 0;      ///< the matrix's shape
 
   [[nodiscard]] matrix_view<const std::int8_t> view() const { return {q.data(), rows, cols}; }
   [[nodiscard]] std::span<const float> scales() const { return scale.span(); }

@@ -86,9 +86,16 @@ class resident_weights {
   [[nodiscard]] index_t rows() const noexcept { return n_; }    ///< N, outputs
   [[nodiscard]] index_t cols() const noexcept { return k_; }    ///< K, inputs
   [[nodiscard]] index_t padded_cols() const noexcept { return kp_; }  ///< K rounded up to the group
+  /// The contiguous shares the panels are split into (one per core, as asked).
   [[nodiscard]] int shares() const noexcept { return int(shares_.size()); }
-  [[nodiscard]] const share_info& share(int s) const { return shares_.at(std::size_t(s)); }
+  /// Share s (0 <= s < shares()); throws tstream::error otherwise.
+  [[nodiscard]] const share_info& share(int s) const {
+    detail::require(s >= 0 && s < shares(), "resident_weights::share", "s = ", s, " is outside [0, shares = ", shares(), ")");
+    return shares_[std::size_t(s)];
+  }
+  /// Every panel (a block of output rows, stream-ordered), in row order.
   [[nodiscard]] std::span<const panel_info> panels() const noexcept { return panels_; }
+  /// The packed stream (formats.hpp); panel p starts at data() + panels()[p].offset.
   [[nodiscard]] const storage* data() const noexcept { return packed_.data(); }
   /// Bytes one GEMV reads from the resident weights (packed weights, plus
   /// scales and row sums for int8).
