@@ -196,9 +196,10 @@ TEST_CASE("fault: gemv's first call on a thread (scratch allocation) out of memo
 }
 
 TEST_CASE_TEMPLATE("fault: gemm's first call on a thread (its members' scratch) out of memory writes nothing", W, float, bf16, std::int8_t) {
-  // K past kc_long, so members keep partial sums between K blocks; bf16 and
-  // int8 also convert rows of A. All of it is sized by the caller before any
-  // member writes C.
+  // K over several K blocks (fp32: past kc_long; bf16 and int8: 3 and 2
+  // micro-panels a member take the B-outer path, K blocks of kc), so members
+  // keep partial sums between them; bf16 and int8 also convert rows of A.
+  // All of it is sized by the caller before any member writes C.
   const index_t m = 40, n = 50, k = 6000;
   const auto a = rel::random_vector(std::size_t(m * k), 231);
   const auto b = rel::random_vector(std::size_t(k * n), 232);
@@ -251,11 +252,12 @@ TEST_CASE_TEMPLATE("fault: gemm_activations::assign out of memory keeps the prev
   std::vector<float> e_small(std::size_t(14 * n)), e_large(std::size_t(m * n));
   tstream::gemm(team, small, w, matrix_view<float>(e_small.data(), 14, n));
   tstream::gemm(team, large, w, matrix_view<float>(e_large.data(), m, n));
+  tstream::thread_team one(1);
   for (long f = 0;; ++f) {
     CAPTURE(f);
     REQUIRE(f < 16);
-    tstream::gemm_activations<W> p(team, small);
-    const bool threw = fault::fails_at(f, [&] { p.assign(team, large); });  // a larger A on a larger team
+    tstream::gemm_activations<W> p(one, small);  // one conversion region
+    const bool threw = fault::fails_at(f, [&] { p.assign(team, large); });  // more rows, two members: everything grows
     const bool grew = !threw;
     const index_t rows = grew ? m : 14;
     REQUIRE(p.rows() == rows);

@@ -47,7 +47,7 @@ struct team_options {
   bool pin_caller = false;
   /// Pause iterations a worker polls for new work before it sleeps (and the
   /// caller polls for completion). Spinning is what makes the hand-off cheap;
-  /// a team larger than the CPUs the process may run on never spins.
+  /// a team larger than the CPUs teams may use (see pin_workers) never spins.
   int spin_iterations = 1 << 16;
 };
 
@@ -64,8 +64,9 @@ class thread_team {
     detail::require(threads >= 1 && threads <= 1024, "thread_team", "threads = ", threads,
                     " is outside [1, 1024]");
     cpus_ = process_cpus();
-    // Oversubscribed: never spin. The CPUs are those the process may run on
-    // (a taskset or cgroup cpuset narrows them), else all online ones.
+    // Oversubscribed: never spin. The CPUs are those teams may use (the
+    // affinity mask when the first team was made: a taskset or cpuset
+    // narrows it), else all online ones.
     const std::size_t available = !cpus_.empty() ? cpus_.size() : std::size_t(std::thread::hardware_concurrency());
     if (available != 0 && std::size_t(threads) > available) opt_.spin_iterations = 0;
     done_ = std::make_unique<done_slot[]>(std::size_t(threads));

@@ -126,7 +126,7 @@ namespace tstream::detail {
 template <class Stage>
 void check_epilogue_reads(const Stage& stage, std::size_t n, const void* out, std::size_t out_bytes, const char* fn,
                           const char* out_name) {
-  for_each_read(stage, [&](const void* data, std::size_t bytes, std::size_t size) {
+  tstream::for_each_read(stage, [&](const void* data, std::size_t bytes, std::size_t size) {
     require(size == n, fn, "an array the epilogue streams has ", size, " elements, ", out_name, " has N = ", n);
     require(data != nullptr || size == 0, fn, "an array the epilogue streams is null");
     require(!overlaps(data, bytes, out, out_bytes), fn, "an array the epilogue streams overlaps ", out_name);

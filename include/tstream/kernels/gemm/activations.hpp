@@ -117,9 +117,14 @@ class gemm_activations {
   /// The same, each team member preparing a contiguous run of row panels.
   void assign(thread_team& team, matrix_view<const float> a) {
     const int t = team.size();
-    reshape(a, t);
-    if (t == 1 || panels_ < 2) return fill(a, 0, panels_, 0);
-    team.run([&](int m) { fill(a, panels_ * m / t, panels_ * (m + 1) / t, m); });
+    const index_t panels = (a.rows() + panel_rows - 1) / panel_rows;
+    // Members that fill at once, each in its own conversion region; with
+    // more members than panels, member m's first panel (panels m / t) is
+    // distinct among those with work, so it numbers the region.
+    const int regions = t == 1 || panels < 2 ? 1 : int(std::min<index_t>(t, panels));
+    reshape(a, regions);
+    if (regions == 1) return fill(a, 0, panels_, 0);
+    team.run([&](int m) { fill(a, panels_ * m / t, panels_ * (m + 1) / t, int(index_t(m) * regions / t)); });
   }
 
   [[nodiscard]] index_t rows() const noexcept { return m_; }     ///< M
@@ -135,16 +140,16 @@ class gemm_activations {
  private:
   // Sizes the storage for a; everything that can throw (K, the size, the
   // allocations) happens before the object changes.
-  // members: how many fill() at once, each converting rows in its own
+  // regions: how many fill() at once, each converting rows in its own
   // region of convert_ (bf16 and int8).
-  void reshape(matrix_view<const float> a, int members) {
+  void reshape(matrix_view<const float> a, int regions) {
     detail::require(a.cols() >= 1, "gemm_activations", "A has K = ", a.cols(), " columns (K must be at least 1)");
     const index_t kg = (a.cols() + group - 1) / group, panels = (a.rows() + panel_rows - 1) / panel_rows;
     const std::size_t rows = std::size_t(panels) * std::size_t(panel_rows);
     const std::size_t words = detail::checked_mul(rows, std::size_t(kg), "gemm_activations", "A");
     const bool scaled = std::is_same_v<W, std::int8_t>;
     const std::size_t stride = group > 1 ? convert_region(kg) : 0;
-    const std::size_t convert_words = detail::checked_mul(stride, std::size_t(members), "gemm_activations", "A");
+    const std::size_t convert_words = detail::checked_mul(stride, std::size_t(regions), "gemm_activations", "A");
     aligned_buffer<word> packed = packed_.size() < words ? aligned_buffer<word>(words) : aligned_buffer<word>();
     aligned_buffer<float> scale = scaled && scale_.size() < rows ? aligned_buffer<float>(rows) : aligned_buffer<float>();
     aligned_buffer<word> convert = convert_.size() < convert_words ? aligned_buffer<word>(convert_words) : aligned_buffer<word>();
@@ -166,10 +171,10 @@ class gemm_activations {
     return (w + page_words - 1) / page_words * page_words;
   }
 
-  void fill(matrix_view<const float> a, index_t p0, index_t p1, int member) noexcept {
+  void fill(matrix_view<const float> a, index_t p0, index_t p1, int region) noexcept {
     if (p0 >= p1) return;
     float* scale = std::is_same_v<W, std::int8_t> ? scale_.data() + p0 * panel_rows : nullptr;
-    word* convert = group > 1 ? convert_.data() + std::size_t(member) * convert_stride_ : nullptr;
+    word* convert = group > 1 ? convert_.data() + std::size_t(region) * convert_stride_ : nullptr;
     detail::gemm::pack_a<atom>(a, kg_, p0, p1, packed_.data() + p0 * panel_rows * kg_, scale, convert);
   }
 
@@ -177,7 +182,7 @@ class gemm_activations {
   aligned_buffer<word> packed_;
   aligned_buffer<float> scale_;
   aligned_buffer<word> convert_;  // bf16, int8: rows converted before they are dealt into panels
-  std::size_t convert_stride_ = 0;  // words per member in convert_
+  std::size_t convert_stride_ = 0;  // words per region in convert_
 };
 
 }  // namespace tstream

@@ -395,64 +395,47 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   const index_t M = C.rows(), m_panels = (M + MR - 1) / MR, n_panels = B.panels(), groups = B.groups();
   const problem<Atom, Wt, Epilogue> pr{A, prepared, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
   const int T = team.size();
-  // Member m's region: its rows of A (all K groups) and their int8 scales,
-  // rounded to 4 KiB (and 64 bytes) so members never share a cache line.
-  const auto region = [&](int m) {
-    const gemm_part part = split_gemm(m_panels, n_panels, T, m);
-    const std::size_t rows = std::size_t(std::max<index_t>(0, part.m_end - part.m_begin) * MR);
-    constexpr std::size_t page_words = 1024;
-    return std::pair{(checked_mul(rows, std::size_t(groups), "gemm", "A") + page_words - 1) / page_words * page_words,
-                     (rows + 15) / 16 * 16};
-  };
-  // Every member's scratch is sized here, before any member writes C, so
-  // running out of memory throws with C untouched: its partial sums (in
-  // regions of whole 4 KiB pages) and, for bf16 and int8, MR rows of
-  // converted A words.
+  // Every member's scratch, sized here before any member writes C (so
+  // running out of memory throws with C untouched), each region whole 4 KiB
+  // pages so members never share a cache line: its rows of A (all K groups)
+  // and their int8 scales, its partial sums between K blocks, and for bf16
+  // and int8 MR rows of converted A words. Offsets are worked out once, here.
   using acc_value = typename Atom::acc_type::value_type;
   const index_t ncp = B.blocking().nc / NR;
-  const auto partial_region = [&](int m) {
-    const std::size_t tiles = block_part(split_gemm(m_panels, n_panels, T, m), B.blocking(), groups).partial_tiles(groups, ncp);
-    constexpr std::size_t page_values = 4096 / sizeof(acc_value);
-    return (checked_mul(tiles, std::size_t(MR * NR), "gemm", "the partial sums") + page_values - 1) / page_values * page_values;
-  };
-  std::size_t partials = 0;
-  for (int m = 0; m < T; ++m) partials += partial_region(m);
-  acc_value* partial = partials ? scratch<acc_value, 0>(partials) : nullptr;
-  constexpr std::size_t convert_page = 4096 / sizeof(a_type);
-  const std::size_t convert_region = Atom::group > 1 && !prepared
-      ? (checked_mul(std::size_t(MR), std::size_t(groups), "gemm", "A") + convert_page - 1) / convert_page * convert_page
-      : 0;
-  a_type* convert = convert_region ? scratch<a_type, 3>(checked_mul(convert_region, std::size_t(T), "gemm", "A")) : nullptr;
-  a_type* buf = nullptr;
-  float* scale = nullptr;
-  if (!prepared) {
-    std::size_t words = 0, scales = 0;
-    for (int m = 0; m < T; ++m) {
-      const auto [w, sc] = region(m);
-      words += w;
-      scales += sc;
+  const auto round_up = [](std::size_t n, std::size_t unit) { return (n + unit - 1) / unit * unit; };
+  std::size_t* offset = scratch<std::size_t, 4>(3 * std::size_t(T));  // per member: A words, scales, partial values
+  std::size_t words = 0, scales = 0, partials = 0;
+  for (int m = 0; m < T; ++m) {
+    const gemm_part part = split_gemm(m_panels, n_panels, T, m);
+    offset[3 * m] = words;
+    offset[3 * m + 1] = scales;
+    offset[3 * m + 2] = partials;
+    if (!prepared) {
+      const std::size_t rows = std::size_t(std::max<index_t>(0, part.m_end - part.m_begin) * MR);
+      words += round_up(checked_mul(rows, std::size_t(groups), "gemm", "A"), 4096 / sizeof(a_type));
+      scales += round_up(rows, 16);
     }
-    buf = scratch<a_type, 1>(words);
-    scale = scaled ? scratch<float, 2>(scales) : nullptr;
+    const std::size_t tiles = block_part(part, B.blocking(), groups).partial_tiles(groups, ncp);
+    partials += round_up(checked_mul(tiles, std::size_t(MR * NR), "gemm", "the partial sums"), 4096 / sizeof(acc_value));
   }
+  const std::size_t convert_region =
+      Atom::group > 1 && !prepared ? round_up(checked_mul(std::size_t(MR), std::size_t(groups), "gemm", "A"), 4096 / sizeof(a_type)) : 0;
+  a_type* const buf = words ? scratch<a_type, 1>(words) : nullptr;
+  float* const scale = scaled && scales ? scratch<float, 2>(scales) : nullptr;
+  acc_value* const partial = partials ? scratch<acc_value, 0>(partials) : nullptr;
+  a_type* const convert = convert_region ? scratch<a_type, 3>(checked_mul(convert_region, std::size_t(T), "gemm", "A")) : nullptr;
   team.run([&](int member) {
     const gemm_part part = split_gemm(m_panels, n_panels, T, member);
+    const std::size_t* off = offset + 3 * member;
     member_a<Atom> a;
-    a.partial = partial;
-    for (int m = 0; m < member; ++m) a.partial += partial_region(m);
-    if (partials == 0) a.partial = nullptr;
+    a.partial = partial ? partial + off[2] : nullptr;
     a.convert = convert ? convert + std::size_t(member) * convert_region : nullptr;
     if (prepared) {  // its panels from this part's first row on, read in place
       a.data = prepared->panel(part.m_begin);
       if (scaled) a.scale = prepared->row_scales() + part.m_begin * MR;
     } else {
-      a.pack = buf;
-      a.pack_scale = scale;
-      for (int m = 0; m < member; ++m) {  // after the regions of the members before it
-        const auto [w, sc] = region(m);
-        a.pack += w;
-        if (scaled) a.pack_scale += sc;
-      }
+      a.pack = buf + off[0];
+      a.pack_scale = scale ? scale + off[1] : nullptr;
       a.data = a.pack;
       a.scale = a.pack_scale;
     }
