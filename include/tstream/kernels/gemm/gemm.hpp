@@ -397,7 +397,8 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   const int T = team.size();
   // Every member's scratch, sized here before any member writes C (so
   // running out of memory throws with C untouched), each region whole 4 KiB
-  // pages so members never share a cache line: its rows of A (all K groups)
+  // pages (the int8 scales whole 64-byte lines) so members never share a
+  // cache line: its rows of A (all K groups)
   // and their int8 scales, its partial sums between K blocks, and for bf16
   // and int8 MR rows of converted A words. Offsets are worked out once, here.
   using acc_value = typename Atom::acc_type::value_type;
