@@ -570,8 +570,8 @@ class decode_plan {
     detail::require(out.size() == want, "attention_decode", "out has ", out.size(), " elements, expected q_heads x head_dim = ", want);
     detail::require(q.data() != nullptr && out.data() != nullptr, "attention_decode", "q or out is null");
     detail::require(L >= 1, "attention_decode", "the KV cache is empty (L = 0)");
-    const auto qa = reinterpret_cast<std::uintptr_t>(q.data()), oa = reinterpret_cast<std::uintptr_t>(out.data());
-    detail::require(qa + q.size_bytes() <= oa || oa + out.size_bytes() <= qa, "attention_decode", "out overlaps q");
+    detail::require(!detail::overlaps(q.data(), q.size_bytes(), out.data(), out.size_bytes()), "attention_decode",
+                    "out overlaps q");
 
     const auto span_range = range();
     const index_t lo = span_range.first, hi = span_range.second;  // (captured below: no structured binding)

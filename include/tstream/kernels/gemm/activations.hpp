@@ -36,16 +36,15 @@ using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f
 /// (micro-panel p at dst + (p - p0) * MR * groups), K zero-padded to
 /// `groups` k-groups; int8 also writes row_scale[(p - p0) * MR + r] for
 /// each row. Rows past A's end are left unwritten (no kernel reads them).
-/// bf16 and int8 convert each row into `convert` first (MR x groups words,
+/// bf16 and int8 convert each row into `row_words` first (MR x groups words,
 /// the caller's, so nothing here allocates; unused and may be null for fp32),
 /// then deal it into the micro-panel 16 k-groups at a time.
 template <class Atom>
 void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, typename Atom::a_type* dst,
-            float* row_scale, typename Atom::a_type* convert) noexcept {
+            float* row_scale, typename Atom::a_type* row_words) noexcept {
   using word = typename Atom::a_type;
   constexpr index_t MR = index_t(arch::gemm_mr), G = index_t(Atom::group);
   const index_t K = A.cols(), kp = groups * G;
-  word* const row_words = convert;
   for (index_t p = p0; p < p1; ++p) {
     word* panel = dst + (p - p0) * MR * groups;
     const index_t rows = std::min(MR, A.rows() - p * MR);

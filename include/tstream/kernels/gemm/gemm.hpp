@@ -396,11 +396,11 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   const problem<Atom, Wt, Epilogue> pr{A, prepared, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
   const int T = team.size();
   // Every member's scratch, sized here before any member writes C (so
-  // running out of memory throws with C untouched), each region whole 4 KiB
-  // pages (the int8 scales whole 64-byte lines) so members never share a
-  // cache line: its rows of A (all K groups)
-  // and their int8 scales, its partial sums between K blocks, and for bf16
-  // and int8 MR rows of converted A words. Offsets are worked out once, here.
+  // running out of memory throws with C untouched): its rows of A (all K
+  // groups) and their int8 scales, its partial sums between K blocks, and
+  // for bf16 and int8 MR rows of converted A words. Each region is whole
+  // 4 KiB pages (the int8 scales whole 64-byte lines), so members never
+  // share a cache line. Offsets are worked out once, here.
   using acc_value = typename Atom::acc_type::value_type;
   const index_t ncp = B.blocking().nc / NR;
   const auto round_up = [](std::size_t n, std::size_t unit) { return (n + unit - 1) / unit * unit; };
