@@ -32,7 +32,8 @@ using rel::ref_fma;
 
 struct shape { index_t m, n, k; };
 const shape awkward_shapes[] = {{1, 1, 1}, {1, 320, 7}, {7, 5, 3}, {319, 321, 320}, {321, 17, 4097}, {57, 33, 1030}, {16, 95, 2},
-                               {7, 319, 321}, {5, 7, 319}, {3, 4097, 7}};
+                               {7, 319, 321}, {5, 7, 319}, {3, 4097, 7},
+                               {2, 33, 5000}};  // one micro-panel, K over several K blocks (kc <= 1024 groups) for every type
 
 using mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
