@@ -4,6 +4,8 @@
 #include "tstream/arch/cache.hpp"
 #include "tstream/arch/cpu.hpp"
 
+#include <string>
+
 namespace ta = tstream::arch;
 
 TEST_CASE("arch: cache sizes are plausible and ordered") {
@@ -46,4 +48,20 @@ TEST_CASE("arch: the CPU supports what this test was compiled for") {
   if (cpu.avx512_bf16) CHECK(cpu.avx512f);
   CHECK_FALSE(cpu.to_string().empty());
   CHECK_FALSE(ta::cpu_name().empty());
+}
+
+TEST_CASE("arch: the vendor agrees with the brand string") {
+  // Intel and AMD brand strings name their maker; a hypervisor may blank the
+  // brand string, and other vendors are "other".
+  const std::string name = ta::cpu_name();
+  CAPTURE(name);
+  switch (ta::runtime_vendor()) {
+    case ta::cpu_vendor::intel: CHECK((name.find("Intel") != std::string::npos || name == "unknown")); break;
+    case ta::cpu_vendor::amd: CHECK((name.find("AMD") != std::string::npos || name == "unknown")); break;
+    case ta::cpu_vendor::other:
+      CHECK(name.find("Intel") == std::string::npos);
+      CHECK(name.find("AMD") == std::string::npos);
+      break;
+  }
+  CHECK(ta::runtime_vendor() == ta::runtime_vendor());  // read once, cached
 }

@@ -131,6 +131,24 @@ inline unsigned long long xgetbv0() {
   return s;
 }
 
+/// Who designed the CPU: kernels keep a few tuning choices per vendor where
+/// the same code measures differently (see where runtime_vendor is used).
+enum class cpu_vendor { intel, amd, other };
+
+/// The running CPU's vendor, from cpuid leaf 0 (other off x86). Read once.
+[[nodiscard]] inline cpu_vendor runtime_vendor() {
+  static const cpu_vendor v = [] {
+#if TSTREAM_ARCH_X86
+    const auto r = detail::cpuid(0);
+    // The vendor string is in ebx, edx, ecx: "GenuineIntel" / "AuthenticAMD".
+    if (r.b == 0x756E6547u && r.d == 0x49656E69u && r.c == 0x6C65746Eu) return cpu_vendor::intel;
+    if (r.b == 0x68747541u && r.d == 0x69746E65u && r.c == 0x444D4163u) return cpu_vendor::amd;
+#endif
+    return cpu_vendor::other;
+  }();
+  return v;
+}
+
 /// The CPU's brand string ("AMD EPYC ..."), or "unknown".
 [[nodiscard]] inline std::string cpu_name() {
 #if TSTREAM_ARCH_X86

@@ -75,33 +75,36 @@ inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(arch::accu
 // Registers of head_dim per PV pass (one V slice): heads_per_tile x this
 // accumulators (16 of 20 on AVX-512, 8 of 12 on AVX2).
 inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
-// Software prefetch into L2 ahead of the stream, by how much work the tile
-// does per loaded byte. Measured from DRAM (L = 8192-16384, 1 thread, the
-// cache on huge pages), tokens/s with none against 16 KiB ahead:
-//   fp32 (GQA and MHA): none is best (0.84 of the read bandwidth against
-//     0.72): the hardware prefetcher keeps up with a few FMAs per line.
-//   bf16: none for one head per tile (MHA: 180-210 against 140) and for the
-//     fast mode; 16 KiB for the exact GQA tile (4 heads, widening: ~10%).
-//   int8: none, since its scales sit where the kernel reads them
-//     (kv_cache.hpp) and each page is one forward stream (MHA fast,
-//     L = 16384: 0.86 of the bandwidth without, 0.68 with; before, with the
-//     scales after V, it needed the prefetch to reach 0.58).
-// (With 4 KiB pages fp32 wanted the prefetch too: 0.54 without, 0.84 with.)
-// Re-measured with 512-position pages (GQA, L = 16384, 1 thread): fp32 with
-// 4 or 16 KiB ahead 0.72-0.78x of none; bf16 exact without 0.75x of 16 KiB;
-// int8 exact MHA with 2 or 8 KiB ahead 0.70-0.83x of none.
-template <class S, precision M, std::size_t H>
-inline constexpr std::size_t prefetch_distance =
-    std::is_same_v<S, std::uint16_t> && M == precision::exact && H > 1 ? 16384 : 0;
+// Software prefetch into L2 ahead of the stream (bytes; 0 = none), chosen
+// per CPU vendor, since the same code measures in opposite directions.
+// Intel (a 2-vCPU Xeon with AMX, 15 GB/s a core beyond L2; L = 16384,
+// in-process, alternated, medians; distances tried 1-16 KiB):
+//   2 KiB for every tile but bf16 GQA: its hardware prefetcher keeps too few
+//     lines in flight once a tile does several operations per loaded line.
+//     fp32 GQA 10.6 -> 15.8 GB/s (20 -> 30 on two threads, the plain read's
+//     speed); fp32 MHA 14.5 -> 17; int8 exact 7.9 -> 12.4 (GQA), 9.5 -> 12.8
+//     (MHA); bf16 MHA 14.0 -> 15.3; int8 fast about even. 4-16 KiB ahead
+//     helps these less (fp32 GQA 13.6-13.9). A plain fp32 stream with 16 FMAs
+//     per 4 lines and nothing else shows the same (10.7 -> 17.4 GB/s).
+//   16 KiB for bf16 GQA tiles (exact 12.0 -> 18.5, two threads 31.7 -> 50;
+//     fast two threads 27 -> 43; 2 KiB gets 14 and 37).
+// AMD (Zen 4, 26-30 GB/s a core from DRAM; L = 8192-16384, 1 thread):
+//   none, but 16 KiB for the exact bf16 GQA tile (4 heads, widening: ~10%).
+//   fp32 with 4 or 16 KiB ahead ran at 0.72-0.78x of none; bf16 MHA and the
+//   fast modes slower with it too; int8 MHA fast 0.68 of the bandwidth with
+//   it against 0.86 without.
+template <kv_type T>
+[[nodiscard]] inline std::size_t prefetch_ahead(precision mode, std::size_t heads) noexcept {
+  const bool intel = arch::runtime_vendor() == arch::cpu_vendor::intel;
+  if (std::is_same_v<T, bf16> && heads > 1 && (intel || mode == precision::exact)) return 16384;
+  return intel ? 2048 : 0;
+}
 
-template <precision M, std::size_t H, class S>
-inline void prefetch_lines(const S* p, std::size_t bytes) noexcept {
-  if constexpr (prefetch_distance<S, M, H> > 0) {
-    const char* c = reinterpret_cast<const char*>(p) + prefetch_distance<S, M, H>;
-    for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(c + off);
-  } else {
-    (void)p, (void)bytes;
-  }
+template <class S>
+inline void prefetch_lines(const S* p, std::size_t bytes, std::size_t ahead) noexcept {
+  if (ahead == 0) return;
+  const char* c = reinterpret_cast<const char*>(p) + ahead;
+  for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(c + off);
 }
 
 // The query heads of one tile, as each format wants them.
@@ -124,13 +127,15 @@ struct prob_tile {
 
 // A KV format: how a block's K^T meets the queries and a page's V the
 // probabilities. One per (stored type, precision).
-//   scores<H>(cache, pg, j, qt, s)  s[h][r] = q_h . K(position) for the 64 positions of block j
+//   scores<H>(cache, pg, j, qt, s, ahead)
+//                                   s[h][r] = q_h . K(position) for the 64 positions of block j
 //   probs(cache, pg, pt, h, m)      turns head h's base-2 logits in pt.p into
 //                                   what values() reads (page_exps below);
 //                                   returns the sum of their 2^(t - m)
-//   values<H, C>(cache, pg, d0, pt, acc)
+//   values<H, C>(cache, pg, d0, pt, acc, ahead)
 //                                   acc = pt.alpha acc + p V over the V slice at d0,
 //                                   positions [pt.lo, pt.hi) of the page
+// (ahead: the software prefetch distance, prefetch_ahead above)
 template <kv_type T, precision M>
 struct kv_format;
 
@@ -178,12 +183,12 @@ template <precision M>
 struct kv_format<float, M> {
   template <std::size_t H>
   static void scores(const kv_cache<float>& kc, const std::byte* pg, index_t j, const query_tile& qt,
-                     fbatch (&s)[H][R]) noexcept {
+                     fbatch (&s)[H][R], std::size_t ahead) noexcept {
     const float* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     for (index_t d = 0; d < dim; ++d) {
       const float* row = kt + d * block;
-      prefetch_lines<M, H>(row, std::size_t(block) * 4);
+      prefetch_lines(row, std::size_t(block) * 4, ahead);
       fbatch k[R];
       for (std::size_t r = 0; r < R; ++r) {
         k[r] = fbatch::load_unaligned(row + r * W);
@@ -200,11 +205,11 @@ struct kv_format<float, M> {
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<float>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
-                     float* const* acc) noexcept {
+                     float* const* acc, std::size_t ahead) noexcept {
     const index_t ws = kc.slice_width(d0);
     const float* v = kc.values(pg) + d0 * page;  // this slice: [position][ws]
     values_pass<H, C>(pt.lo, pt.hi, d0, pt, acc, [&](index_t pos, fbatch(&o)[H][C]) {
-      prefetch_lines<M, H>(v + pos * ws, std::size_t(ws) * 4);
+      prefetch_lines(v + pos * ws, std::size_t(ws) * 4, ahead);
       fbatch x[C];
       for (std::size_t c = 0; c < C; ++c) {
         x[c] = fbatch::load_unaligned(v + pos * ws + index_t(c * W));
@@ -224,12 +229,12 @@ struct kv_format<bf16, M> {
   using S = std::uint16_t;
   template <std::size_t H>
   static void scores(const kv_cache<bf16>& kc, const std::byte* pg, index_t j, const query_tile& qt,
-                     fbatch (&s)[H][R]) noexcept {
+                     fbatch (&s)[H][R], std::size_t ahead) noexcept {
     const S* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     for (index_t dp = 0; dp < dim / 2; ++dp) {
       const S* row = kt + dp * block * 2;
-      prefetch_lines<M, H>(row, std::size_t(block) * 4);
+      prefetch_lines(row, std::size_t(block) * 4, ahead);
       for (std::size_t r = 0; r < R; ++r) {
         ibatch v = arch::load_lanes(row, r);  // 16 positions x (d even, d odd)
         arch::keep_in_register(v);
@@ -259,13 +264,13 @@ struct kv_format<bf16, M> {
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<bf16>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
-                     float* const* acc) noexcept {
+                     float* const* acc, std::size_t ahead) noexcept {
     const index_t lo = pt.lo, hi = pt.hi;
     const index_t ws = kc.slice_width(d0);
     const S* v = kc.values(pg) + d0 * page;  // this slice: [position / 2][ws][2]
     values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
       const S* row = v + g * ws * 2;  // 16 dims x (position even, position odd) per register
-      prefetch_lines<M, H>(row, std::size_t(ws) * 4);
+      prefetch_lines(row, std::size_t(ws) * 4, ahead);
       // A pair straddling [lo, hi) has a position outside it: zero that half,
       // so a non-finite value there (outside a window, or stale past L)
       // cannot turn 0 x inf into NaN.
@@ -296,7 +301,7 @@ struct kv_format<std::int8_t, M> {
   using S = std::int8_t;
   template <std::size_t H>
   static void scores(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t j, const query_tile& qt,
-                     fbatch (&s)[H][R]) noexcept {
+                     fbatch (&s)[H][R], std::size_t ahead) noexcept {
     const S* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     if constexpr (M == precision::fast) {
@@ -305,7 +310,7 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t r = 0; r < R; ++r) si[h][r] = ibatch(0);
       for (index_t dq = 0; dq < dim / 4; ++dq) {
         const S* row = kt + dq * block * 4;
-        prefetch_lines<M, H>(row, std::size_t(block) * 4);
+        prefetch_lines(row, std::size_t(block) * 4, ahead);
         for (std::size_t r = 0; r < R; ++r) {
           ibatch v = arch::load_lanes(row, r);  // 16 positions x 4 dims
           arch::keep_in_register(v);
@@ -321,7 +326,7 @@ struct kv_format<std::int8_t, M> {
     } else {
       for (index_t dq = 0; dq < dim / 4; ++dq) {
         const S* row = kt + dq * block * 4;
-        prefetch_lines<M, H>(row, std::size_t(block) * 4);
+        prefetch_lines(row, std::size_t(block) * 4, ahead);
         for (std::size_t r = 0; r < R; ++r) {
           ibatch v = arch::load_lanes(row, r);
           arch::keep_in_register(v);
@@ -369,7 +374,7 @@ struct kv_format<std::int8_t, M> {
   }
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
-                     float* const* acc) noexcept {
+                     float* const* acc, std::size_t ahead) noexcept {
     const index_t lo = pt.lo, hi = pt.hi;
     const index_t ws = kc.slice_width(d0);
     const S* v = kc.values(pg) + d0 * page;  // this slice: [position / 4][ws][4]
@@ -382,7 +387,7 @@ struct kv_format<std::int8_t, M> {
           for (std::size_t c = 0; c < C; ++c) oi[h][c] = ibatch(0);
         for (index_t g = std::max(g0, j * (block / 4)); g < std::min(g1, (j + 1) * (block / 4)); ++g) {
           const S* row = v + g * ws * 4;  // 16 dims x 4 positions per register
-          prefetch_lines<M, H>(row, std::size_t(ws) * 4);
+          prefetch_lines(row, std::size_t(ws) * 4, ahead);
           for (std::size_t c = 0; c < C; ++c) {
             ibatch x = arch::load_lanes(row, c);
             arch::keep_in_register(x);
@@ -400,7 +405,7 @@ struct kv_format<std::int8_t, M> {
     } else {
       values_pass<H, C>(g0, g1, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
         const S* row = v + g * ws * 4;
-        prefetch_lines<M, H>(row, std::size_t(ws) * 4);
+        prefetch_lines(row, std::size_t(ws) * 4, ahead);
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
@@ -421,15 +426,16 @@ struct kv_format<std::int8_t, M> {
 
 // acc over all of head_dim, one pass per V slice (the last may be narrower).
 template <class F, std::size_t H, kv_type T>
-inline void values_all(const kv_cache<T>& kc, const std::byte* pg, const prob_tile& pt, float* const* acc) noexcept {
+inline void values_all(const kv_cache<T>& kc, const std::byte* pg, const prob_tile& pt, float* const* acc,
+                       std::size_t ahead) noexcept {
   const index_t dim = kc.head_dim();
   constexpr index_t step = index_t(dim_regs * W);
   static_assert(step == kv_cache<T>::value_slice, "one values pass covers one V slice");
   index_t d0 = 0;
-  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, pg, d0, pt, acc);
+  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, pg, d0, pt, acc, ahead);
   const std::size_t rest = std::size_t(dim - d0) / W;  // head_dim is a multiple of 16, so of W
   [&]<std::size_t... C>(std::index_sequence<C...>) {
-    ((rest == C + 1 ? F::template values<H, C + 1>(kc, pg, d0, pt, acc) : void()), ...);
+    ((rest == C + 1 ? F::template values<H, C + 1>(kc, pg, d0, pt, acc, ahead) : void()), ...);
   }(std::make_index_sequence<dim_regs - 1>{});
 }
 
@@ -445,7 +451,7 @@ struct head_state {
 // pt and updates each head's running max and sum.
 template <kv_type T, precision M, std::size_t H>
 void softmax_page(const kv_cache<T>& kc, const std::byte* pg, index_t lo, index_t hi, const query_tile& qt, float c,
-                  head_state* st, prob_tile& pt) noexcept {
+                  head_state* st, prob_tile& pt, std::size_t ahead) noexcept {
   using F = kv_format<T, M>;
   alignas(64) float lane_pos[W];
   for (std::size_t i = 0; i < W; ++i) lane_pos[i] = float(i);
@@ -462,7 +468,7 @@ void softmax_page(const kv_cache<T>& kc, const std::byte* pg, index_t lo, index_
     fbatch s[H][R];
     for (std::size_t h = 0; h < H; ++h)
       for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
-    F::template scores<H>(kc, pg, j, qt, s);
+    F::template scores<H>(kc, pg, j, qt, s, ahead);
     // Base-2 logits, masked outside [lo, hi) (only the first and last block
     // of a chunk can be partial).
     const index_t blo = std::max<index_t>(lo - j * block, 0), bhi = std::min<index_t>(hi - j * block, block);
@@ -503,14 +509,15 @@ template <kv_type T, precision M, std::size_t H>
 void run_pages(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, const query_tile& qt, float c,
                head_state* st) noexcept {
   using F = kv_format<T, M>;
+  const std::size_t ahead = prefetch_ahead<T>(M, H);
   float* accs[H];
   for (std::size_t h = 0; h < H; ++h) accs[h] = st[h].acc;
   prob_tile pt;
   for (index_t pi = plo / page; pi * page < phi; ++pi) {
     const std::byte* pg = kc.page_data(kvh, pi);
     softmax_page<T, M, H>(kc, pg, std::max<index_t>(plo - pi * page, 0), std::min<index_t>(phi - pi * page, page), qt,
-                          c, st, pt);
-    values_all<F, H>(kc, pg, pt, accs);
+                          c, st, pt, ahead);
+    values_all<F, H>(kc, pg, pt, accs, ahead);
   }
 }
 
