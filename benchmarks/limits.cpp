@@ -20,6 +20,7 @@
 
 #include "bench_common.hpp"
 #include "tstream/arch/simd.hpp"
+#include "tstream/arch/x86/amx.hpp"
 
 namespace tstream_bench {
 namespace {
@@ -230,8 +231,40 @@ TSTREAM_BENCH_NOINLINE int peak_i8(std::size_t iters, int seed) {
 }
 #endif
 
+// Where the GEMM runs bf16 and int8 on AMX tiles (arch/x86/amx.hpp), their
+// limit is the tile unit's: four independent accumulator tiles, each
+// tdpbf16ps 16 x 16 x 32 x 2 FLOP, each tdpbusd 16 x 16 x 64 x 2 OP, on
+// tiles loaded once (ones, so nothing is a zero special case).
+constexpr std::size_t amx_iters = std::size_t(1) << 14;  // 4 tile products each; int32 sums stay < 2^31
+bool use_amx(peak_type type) { return type != peak_type::f32 && tstream::arch::amx_ready(); }
+double amx_flop_per_run(peak_type type) {
+  return 4.0 * 16 * 16 * (type == peak_type::i8 ? 64 : 32) * 2 * double(amx_iters);
+}
+#if TSTREAM_HAVE_AMX
+template <bool Int8>
+TSTREAM_BENCH_NOINLINE float peak_amx() {
+  alignas(64) std::uint16_t ones[16 * 32];
+  for (auto& v : ones) v = Int8 ? 0x0101 : 0x3F80;  // u8 / s8 ones, or bf16 1.0
+  alignas(64) float out[16 * 16];
+  tstream::arch::amx_configure();
+  _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+  _tile_loadd(4, ones, 64); _tile_loadd(5, ones, 64); _tile_loadd(6, ones, 64); _tile_loadd(7, ones, 64);
+  for (std::size_t i = 0; i < amx_iters; ++i) {
+    if constexpr (Int8) {
+      _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7); _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
+    } else {
+      _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7); _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(3, out, 64);
+  tstream::arch::amx_release();
+  return out[0];
+}
+#endif
+
 // FLOP per member and run for `type`, 0 when not compiled in.
 double flop_per_run(peak_type type) {
+  if (use_amx(type)) return amx_flop_per_run(type);
   switch (type) {
     case peak_type::f32:
 #if defined(TSTREAM_BENCH_HAVE_PEAK_F32)
@@ -268,6 +301,13 @@ const char* missing_isa(peak_type type) {
 void peak_run(tstream::thread_team& team, peak_type type) {
   team.run([type](int m) {
     const float seed = 1e-3f * float(m + 1);
+#if TSTREAM_HAVE_AMX
+    if (use_amx(type)) {
+      float r = type == peak_type::i8 ? peak_amx<true>() : peak_amx<false>();
+      benchmark::DoNotOptimize(r);
+      return;
+    }
+#endif
     switch (type) {
       case peak_type::f32: {
 #if defined(TSTREAM_BENCH_HAVE_PEAK_F32)

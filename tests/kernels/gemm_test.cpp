@@ -43,7 +43,11 @@ mat true_product(const std::vector<float>& a, const std::vector<float>& b, index
   return A.cast<double>() * B.cast<double>();
 }
 
-// The kernel's arithmetic for W, in the kernel's order, with plain loops.
+// True when bf16 and int8 GEMMs run on AMX tiles here (gemm_amx.hpp).
+bool amx_in_use() { return tstream::detail::gemm::amx::usable && tstream::arch::amx_ready(); }
+
+// The kernel's arithmetic for W, in the kernel's order, with plain loops
+// (bf16: the vdpbf16ps order of the register path).
 template <class W>
 std::vector<float> kernel_order(const std::vector<float>& a, const std::vector<float>& b, index_t m, index_t n, index_t k) {
   std::vector<float> c(std::size_t(m * n));
@@ -155,12 +159,15 @@ void check_shapes() {
 
     const auto expect = kernel_order<W>(a, b, s.m, s.n, s.k);
     const mat exact = true_product(a, b, s.m, s.n, s.k);
+    // On AMX, tdpbf16ps sums in an order Intel does not specify (amx.hpp):
+    // bf16 is held to the bound only; int8's integer sums stay bitwise.
+    const bool ordered = !std::is_same_v<W, bf16> || !amx_in_use();
     for (index_t i = 0; i < s.m; ++i) {
       for (index_t j = 0; j < s.n; ++j) {
         CAPTURE(i);
         CAPTURE(j);
         const float got = c[std::size_t(i * ldc + j)];
-        REQUIRE(rel::bits(got) == rel::bits(expect[std::size_t(i * s.n + j)]));
+        if (ordered) REQUIRE(rel::bits(got) == rel::bits(expect[std::size_t(i * s.n + j)]));
         REQUIRE(std::fabs(double(got) - exact(i, j)) <= bound<W>(a, b, s.n, s.k, i, j));
       }
       for (index_t j = s.n; j < ldc; ++j) REQUIRE(c[std::size_t(i * ldc + j)] == -7.f);  // padding untouched
@@ -186,7 +193,7 @@ void check_shapes() {
 }  // namespace
 
 TEST_CASE("gemm f32: bitwise equal to the k-ordered fma loop, accurate against double") { check_shapes<float>(); }
-TEST_CASE("gemm bf16: vdpbf16ps order, accurate against double") { check_shapes<bf16>(); }
+TEST_CASE("gemm bf16: vdpbf16ps order (AMX: its own), accurate against double") { check_shapes<bf16>(); }
 TEST_CASE("gemm int8: u8 x s8 integer sums, accurate against double") { check_shapes<std::int8_t>(); }
 
 TEST_CASE("gemm f32: A packed by each micro-panel's first tile, over several K blocks, gives the k-ordered bits") {

@@ -73,4 +73,16 @@ class aligned_buffer {
   std::size_t size_ = 0;
 };
 
+namespace detail {
+/// This thread's scratch array number Slot of T, at least n long: reused
+/// across calls, so a kernel's steady state allocates nothing (grows by
+/// reallocating, so it may throw std::bad_alloc; earlier contents are lost).
+template <class T, int Slot>
+T* thread_scratch(std::size_t n) {
+  thread_local aligned_buffer<T> buf;
+  if (buf.size() < n) buf = aligned_buffer<T>(n);  // on huge pages where large: fewer TLB misses
+  return buf.data();
+}
+}  // namespace detail
+
 }  // namespace tstream

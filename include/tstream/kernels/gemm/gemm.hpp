@@ -53,6 +53,7 @@
 #include "tstream/core/view.hpp"
 #include "tstream/kernels/gemm/activations.hpp"
 #include "tstream/kernels/gemm/blocking.hpp"
+#include "tstream/kernels/gemm/gemm_amx.hpp"
 #include "tstream/kernels/gemm/gemm_weights.hpp"
 #include "tstream/runtime/thread_team.hpp"
 #include "tstream/units/mem.hpp"
@@ -181,11 +182,10 @@ inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...
 }(std::make_index_sequence<arch::gemm_mr>{});
 
 // Per-thread scratch reused across calls (no allocation in steady state).
+// Slots 0-4 here, 10-13 for the AMX path (gemm_amx.hpp).
 template <class T, int Slot>
 T* scratch(std::size_t n) {
-  thread_local aligned_buffer<T> buf;
-  if (buf.size() < n) buf = aligned_buffer<T>(n);  // on huge pages where large: fewer TLB misses
-  return buf.data();
+  return detail::thread_scratch<T, Slot>(n);
 }
 
 // Everything a member needs for its part of C.
@@ -394,6 +394,10 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   constexpr bool scaled = std::is_same_v<Wt, std::int8_t>;
   const index_t M = C.rows(), m_panels = (M + MR - 1) / MR, n_panels = B.panels(), groups = B.groups();
   const problem<Atom, Wt, Epilogue> pr{A, prepared, &B, C.data(), C.ld(), M, B.cols(), opt.alpha, opt.beta, opt.residual, &epilogue};
+  if constexpr (amx::usable && !std::is_same_v<Wt, float>) {
+    if (arch::amx_ready())  // bf16 and int8 on the CPU's matrix unit (gemm_amx.hpp)
+      return amx::run<Wt>(team, pr, [&](index_t i0, index_t i1, index_t j0, index_t j1) { epilogue_pass(pr, i0, i1, j0, j1); });
+  }
   const int T = team.size();
   // Every member's scratch, sized here before any member writes C (so
   // running out of memory throws with C untouched): its rows of A (all K
