@@ -13,6 +13,9 @@ int main() {
   std::printf("cpu         : %s (%u logical CPUs)\n", ta::cpu_name().c_str(), std::thread::hardware_concurrency());
   std::printf("isa (cpu)   : %s\n", ta::runtime_isa().to_string().c_str());
   std::printf("isa (build) : %s\n", ta::compiled_isa().to_string().c_str());
+  std::printf("amx tiles   : %s\n", ta::amx_ready()             ? "in use for bf16 and int8 GEMM"
+                                    : ta::amx_compiled          ? "built for, not available here"
+                                                                : "not built for (register tiles)");
   std::printf("caches (%s): L1d %zu KiB, L2 %zu KiB per core, L3 %zu MiB shared by %u CPUs\n", c.source, c.l1d >> 10,
               c.l2 >> 10, c.l3 >> 20, c.l3_shared_by);
   std::printf("SRAM budget : %.2f MiB per core (L2 + its share of L3)\n", double(c.sram_per_core()) / (1 << 20));

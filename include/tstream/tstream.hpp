@@ -7,6 +7,7 @@
 #include "tstream/arch/cache.hpp"
 #include "tstream/arch/cpu.hpp"
 #include "tstream/arch/simd.hpp"
+#include "tstream/arch/x86/amx.hpp"
 
 #include "tstream/core/bf16.hpp"
 #include "tstream/core/buffer.hpp"

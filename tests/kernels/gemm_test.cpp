@@ -446,6 +446,39 @@ TEST_CASE("gemm: empty M or N is a no-op; the blocking and split cover C exactly
       }
 }
 
+TEST_CASE("gemm: block sizes per L2 size and vendor, as documented") {
+  namespace ta = tstream::arch;
+  for (const std::size_t l2 : {std::size_t(256) << 10, std::size_t(1) << 20, std::size_t(2) << 20, std::size_t(4) << 20})
+    for (const auto vendor : {ta::cpu_vendor::intel, ta::cpu_vendor::amd, ta::cpu_vendor::other}) {
+      ta::cache_info c;
+      c.l2 = l2;
+      c.l2_shared_by = 1;
+      const auto bl = tstream::plan_blocking(c, vendor);
+      CAPTURE(l2);
+      CHECK(bl.kc >= 64);
+      CHECK(bl.kc <= (vendor == ta::cpu_vendor::intel ? 256 : 1024));
+      CHECK(bl.kc_long >= bl.kc);
+      if (vendor == ta::cpu_vendor::intel) CHECK(bl.kc_long <= 1024);
+      CHECK(bl.mc % index_t(ta::gemm_mr) == 0);
+      CHECK(bl.nc % index_t(ta::gemm_nr) == 0);
+      // The A block (mc x kc words) takes at most half of L2.
+      CHECK(std::size_t(bl.mc) * std::size_t(bl.kc) * 4 <= std::max<std::size_t>(l2 / 2, std::size_t(ta::gemm_mr) * std::size_t(bl.kc) * 4));
+    }
+  if constexpr (ta::gemm_mr == 14 && ta::gemm_nr == 32) {  // the AVX-512 tile: the sizes the comments quote
+    ta::cache_info zen, xeon;
+    zen.l2 = std::size_t(1) << 20, xeon.l2 = std::size_t(2) << 20;
+    zen.l2_shared_by = xeon.l2_shared_by = 1;
+    const auto a = tstream::plan_blocking(zen, ta::cpu_vendor::amd);
+    CHECK(a.kc == 1024);
+    CHECK(a.mc == 126);
+    CHECK(a.nc == 512);
+    CHECK(a.kc_long == 4672);
+    const auto i = tstream::plan_blocking(xeon, ta::cpu_vendor::intel);
+    CHECK(i.kc == 256);
+    CHECK(i.kc_long == 1024);
+  }
+}
+
 TEST_CASE_TEMPLATE("gemm_activations: A prepared once is bitwise gemm on the fp32 A, for any M, team and reuse", W, float, bf16,
                    std::int8_t) {
   namespace vxm = tstream::vxm;

@@ -10,6 +10,7 @@
 #include <cstddef>
 
 #include "tstream/arch/cache.hpp"
+#include "tstream/arch/cpu.hpp"
 #include "tstream/arch/x86/gemm_microkernels.hpp"
 #include "tstream/core/config.hpp"
 
@@ -34,15 +35,24 @@ struct gemm_blocking {
 /// quarter for the partial sums, an eighth for a B micro-panel, a quarter
 /// for a long A micro-panel (on a 1 MiB L2: kc 1024, mc 126, nc 512,
 /// kc_long 4672; measured best of the sizes tried at 1024^3, 2048^3 and
-/// 32 x 4096 x 4096; kc_long 2048 against 1024 at 2048^3: 0.93 -> 0.94).
-[[nodiscard]] inline gemm_blocking plan_blocking(const arch::cache_info& c = arch::caches()) noexcept {
+/// 32 x 4096 x 4096 on Zen 4; kc_long 2048 against 1024 at 2048^3: 0.93 ->
+/// 0.94).
+/// On Intel, K is cut shorter: kc 256 and kc_long at most 1024 (a 2 MiB-L2
+/// Xeon, one thread, in-process against the L2-derived kc 1024 / kc_long
+/// 9344: 2048^3 141 -> 160 GFLOP/s, 512 x 4096 x 4096 131 -> 167,
+/// 128 x 4096 x 4096 105 -> 148, 32 x 4096 x 4096 128 -> 142, 1024^3
+/// 155 -> 162; 512^3 182 -> 176, 256^3 and 8 x 4096 x 4096 even; two
+/// threads 2048^3 305 -> 326, 512 x 4096 x 4096 259 -> 344).
+[[nodiscard]] inline gemm_blocking plan_blocking(const arch::cache_info& c = arch::caches(),
+                                                 arch::cpu_vendor vendor = arch::runtime_vendor()) noexcept {
   constexpr index_t MR = index_t(arch::gemm_mr), NR = index_t(arch::gemm_nr);
   const index_t l2 = index_t(std::max<std::size_t>(c.l2 / (c.l2_shared_by ? c.l2_shared_by : 1), 256u << 10));
+  const bool intel = vendor == arch::cpu_vendor::intel;
   gemm_blocking b;
-  b.kc = std::clamp<index_t>(l2 / 8 / (NR * 4) / 64 * 64, 64, 1024);
+  b.kc = std::clamp<index_t>(l2 / 8 / (NR * 4) / 64 * 64, 64, intel ? 256 : 1024);
   b.mc = std::max<index_t>(MR, l2 / 2 / (b.kc * 4) / MR * MR);
   b.nc = std::max<index_t>(NR, l2 / 4 / (b.mc * 4) / NR * NR);
-  b.kc_long = std::max<index_t>(b.kc, l2 / 4 / (MR * 4) / 64 * 64);
+  b.kc_long = std::max<index_t>(b.kc, std::min<index_t>(l2 / 4 / (MR * 4) / 64 * 64, intel ? 1024 : l2));
   return b;
 }
 
