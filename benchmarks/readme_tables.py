@@ -54,7 +54,7 @@ def main(path):
             for n in THREADS:
                 name = lambda impl: f"{kind}/{impl}/{wt}/{shape}/threads:{n}"
                 bw = {i: get(name(i), "bytes_per_second") for i in ["tstream", "tstream_fast", "eigen", "openblas", "onednn"]}
-                cell = lambda i: f"{bw[i] / 1e9:.1f} ({get(name(i), 'frac_of_bw'):.2f})" if bw[i] else "-"
+                cell = lambda i: f"{bw[i] / 1e9:.1f} ({get(name(i), 'frac_of_bw') or 0:.2f})" if bw[i] else "-"
                 peers = [bw[i] for i in ["eigen", "openblas", "onednn"] if bw[i]]
                 best = max(peers) if peers else None
                 ts = bw["tstream"]
@@ -78,22 +78,23 @@ def main(path):
             for n in THREADS:
                 name = lambda impl, t: f"BM_attn_decode/{impl}/{t}/{shape}_L{L}/threads:{n}"
                 f32 = name("tstream", "f32")
-                if f32 not in rows:
+                if f32 not in rows or not get(f32, "tokens_per_second"):
                     continue
                 eig = name("eigen", "f32")
                 tok = get(f32, "tokens_per_second")
-                cells = [f"{get(f32, 'bytes_per_second') / 1e9:.1f} ({get(f32, 'frac_of_bw'):.2f})",
-                         f"{get(eig, 'bytes_per_second') / 1e9:.1f} ({get(eig, 'frac_of_bw'):.2f})" if eig in rows else "-",
+                cells = [f"{get(f32, 'bytes_per_second') / 1e9:.1f} ({get(f32, 'frac_of_bw') or 0:.2f})",
+                         f"{get(eig, 'bytes_per_second') / 1e9:.1f} ({get(eig, 'frac_of_bw') or 0:.2f})" if eig in rows else "-",
                          f"{tok / get(eig, 'tokens_per_second'):.2f}x" if eig in rows else "-"]
                 for impl, t in [("tstream", "bf16"), ("tstream_fast", "bf16"), ("tstream", "i8"), ("tstream_fast", "i8")]:
                     r = name(impl, t)
+                    ok = r in rows and get(r, "tokens_per_second")
                     cells.append(f"{get(r, 'tokens_per_second'):.0f} ({get(r, 'tokens_per_second') / tok:.2f}x, "
-                                 f"{get(r, 'frac_of_bw'):.2f})" if r in rows else "-")
+                                 f"{get(r, 'frac_of_bw') or 0:.2f})" if ok else "-")
                 p(f"| {shape} | {L} | {n} | " + " | ".join(cells) + " |")
 
     def gf(name):
         f = get(name, "FLOP/s")
-        return f"{f / 1e9:.0f} ({get(name, 'frac_of_peak'):.2f})" if f else "-"
+        return f"{f / 1e9:.0f} ({get(name, 'frac_of_peak') or 0:.2f})" if f else "-"
 
     p("\n#### GEMM f32: GFLOP/s (frac_of_peak)\n")
     p("| M x N x K | threads | tstream | onednn | openblas | eigen | tstream / best peer |")

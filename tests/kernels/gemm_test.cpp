@@ -14,6 +14,7 @@
 #include <Eigen/Dense>
 #include <cmath>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "reliability/common.hpp"
@@ -138,10 +139,26 @@ std::vector<float> transpose(const std::vector<float>& x, index_t rows, index_t 
   return y;
 }
 
+// bf16 on AMX: the exact product of the bf16-rounded A and B in double, and
+// sum |a_r b_r| (an fp32 sum of K products in any order is within
+// (K - 1) 2^-24 of that sum of it; the test allows twice that).
+struct rounded_product {
+  mat value, magnitude;
+};
+rounded_product bf16_rounded_product(const std::vector<float>& a, const std::vector<float>& b, index_t m, index_t n, index_t k) {
+  const auto r = [](float v) { return double(float(bf16(v))); };
+  mat A(m, k), B(k, n);
+  for (index_t i = 0; i < m; ++i)
+    for (index_t p = 0; p < k; ++p) A(i, p) = r(a[std::size_t(i * k + p)]);
+  for (index_t p = 0; p < k; ++p)
+    for (index_t j = 0; j < n; ++j) B(p, j) = r(b[std::size_t(p * n + j)]);
+  return {A * B, A.cwiseAbs() * B.cwiseAbs()};
+}
+
 template <class W>
-void check_shapes() {
+void check_shapes(std::span<const shape> shapes = awkward_shapes) {
   tstream::thread_team team(2);
-  for (const auto s : awkward_shapes) {
+  for (const auto s : shapes) {
     CAPTURE(s.m);
     CAPTURE(s.n);
     CAPTURE(s.k);
@@ -162,12 +179,14 @@ void check_shapes() {
     // On AMX, tdpbf16ps sums in an order Intel does not specify (amx.hpp):
     // bf16 is held to the bound only; int8's integer sums stay bitwise.
     const bool ordered = !std::is_same_v<W, bf16> || !amx_in_use();
+    const rounded_product rounded = ordered ? rounded_product{} : bf16_rounded_product(a, b, s.m, s.n, s.k);
     for (index_t i = 0; i < s.m; ++i) {
       for (index_t j = 0; j < s.n; ++j) {
         CAPTURE(i);
         CAPTURE(j);
         const float got = c[std::size_t(i * ldc + j)];
         if (ordered) REQUIRE(rel::bits(got) == rel::bits(expect[std::size_t(i * s.n + j)]));
+        else REQUIRE(std::fabs(double(got) - rounded.value(i, j)) <= 2.0 * double(s.k) * 0x1p-24 * rounded.magnitude(i, j));
         REQUIRE(std::fabs(double(got) - exact(i, j)) <= bound<W>(a, b, s.n, s.k, i, j));
       }
       for (index_t j = s.n; j < ldc; ++j) REQUIRE(c[std::size_t(i * ldc + j)] == -7.f);  // padding untouched
@@ -195,6 +214,13 @@ void check_shapes() {
 TEST_CASE("gemm f32: bitwise equal to the k-ordered fma loop, accurate against double") { check_shapes<float>(); }
 TEST_CASE("gemm bf16: vdpbf16ps order (AMX: its own), accurate against double") { check_shapes<bf16>(); }
 TEST_CASE("gemm int8: u8 x s8 integer sums, accurate against double") { check_shapes<std::int8_t>(); }
+TEST_CASE_TEMPLATE("gemm: K over several AMX K blocks, with and without a partial last k-step", W, bf16, std::int8_t) {
+  // amx::k_block_steps() k-steps of 16 k-groups per K block: two blocks
+  // exactly, and one more k past them (a last block of one partial step).
+  const index_t k = 2 * tstream::detail::gemm::amx::k_block_steps() * 16 * gemm_weights<W>::group;
+  const shape shapes[] = {{33, 40, k}, {33, 40, k + 1}};
+  check_shapes<W>(shapes);
+}
 
 TEST_CASE("gemm f32: A packed by each micro-panel's first tile, over several K blocks, gives the k-ordered bits") {
   // Many micro-panels, K over two long K blocks, rows of A not 4 KiB apart:
@@ -244,7 +270,8 @@ TEST_CASE_TEMPLATE("gemm: row i of C is bitwise the same for every M and thread 
   }
 }
 
-TEST_CASE("gemm: alpha, beta, bias, activations and residual match the stages applied to A B") {
+TEST_CASE_TEMPLATE("gemm: alpha, beta, bias, activations and residual match the stages applied to A B", W, float, bf16,
+                   std::int8_t) {
   namespace vxm = tstream::vxm;
   const index_t m = 23, n = 350, k = 40;
   const auto a = random_vector(std::size_t(m * k), 91);
@@ -253,7 +280,7 @@ TEST_CASE("gemm: alpha, beta, bias, activations and residual match the stages ap
   const auto c_old = random_vector(std::size_t(m * n), 94);
   const auto res = random_vector(std::size_t(m * n), 95);
   tstream::thread_team team(3);
-  const gemm_weights<float> w(matrix_view<const float>(b.data(), k, n));
+  const gemm_weights<W> w(matrix_view<const float>(b.data(), k, n));
   const auto A = matrix_view<const float>(a.data(), m, k);
   const auto base = run_gemm(team, a, w, m, k, n);
   using V = tstream::vec<float>;

@@ -76,7 +76,9 @@ inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(arch::accu
 // accumulators (16 of 20 on AVX-512, 8 of 12 on AVX2).
 inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
 // Software prefetch into L2 ahead of the stream (bytes; 0 = none), chosen
-// per CPU vendor, since the same code measures in opposite directions.
+// per CPU vendor, since the same code measures in opposite directions (one
+// machine of each measured; other cores of a vendor take its choice
+// untested).
 // Intel (a 2-vCPU Xeon with AMX, 15 GB/s a core beyond L2; L = 16384,
 // in-process, alternated, medians; distances tried 1-16 KiB):
 //   2 KiB for every tile but bf16 GQA: its hardware prefetcher keeps too few
@@ -103,8 +105,10 @@ template <kv_type T>
 template <class S>
 inline void prefetch_lines(const S* p, std::size_t bytes, std::size_t ahead) noexcept {
   if (ahead == 0) return;
-  const char* c = reinterpret_cast<const char*>(p) + ahead;
-  for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(c + off);
+  // An address, not a pointer into the array: it may lie past the cache's
+  // end (a prefetch never faults, and nothing reads it).
+  const std::uintptr_t c = reinterpret_cast<std::uintptr_t>(p) + ahead;
+  for (std::size_t off = 0; off < bytes; off += 64) arch::prefetch_l2(reinterpret_cast<const void*>(c + off));
 }
 
 // The query heads of one tile, as each format wants them.

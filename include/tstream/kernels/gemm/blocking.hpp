@@ -37,8 +37,9 @@ struct gemm_blocking {
 /// kc_long 4672; measured best of the sizes tried at 1024^3, 2048^3 and
 /// 32 x 4096 x 4096 on Zen 4; kc_long 2048 against 1024 at 2048^3: 0.93 ->
 /// 0.94).
-/// On Intel, K is cut shorter: kc 256 and kc_long at most 1024 (a 2 MiB-L2
-/// Xeon, one thread, in-process against the L2-derived kc 1024 / kc_long
+/// On Intel, K is cut shorter: kc 256 and kc_long at most 1024 (measured on
+/// one Xeon only, a 2-vCPU VM with AMX and a 2 MiB L2; other Intel cores
+/// take the same sizes untested — tune here per CPU family. One thread, in-process against the L2-derived kc 1024 / kc_long
 /// 9344: 2048^3 141 -> 160 GFLOP/s, 512 x 4096 x 4096 131 -> 167,
 /// 128 x 4096 x 4096 105 -> 148, 32 x 4096 x 4096 128 -> 142, 1024^3
 /// 155 -> 162; 512^3 182 -> 176, 256^3 and 8 x 4096 x 4096 even; two

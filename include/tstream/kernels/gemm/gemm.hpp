@@ -25,6 +25,11 @@
 // Row i of C is bitwise identical for every M, every thread count and
 // prepacked or per-call packed weights.
 //
+// Where arch::amx_ready(), bf16 and int8 run on AMX tiles instead
+// (gemm_amx.hpp: its own blocking around a 32 x 32 tile block, the same
+// weights, A preparation and finish; int8 gives the same bits, bf16
+// tdpbf16ps' own). Blocking above: plan_blocking (blocking.hpp).
+//
 // Types (bf16 and int8 always use the dot-product instructions, what GEMV
 // calls precision::fast):
 //   fp32  fp32 FMA

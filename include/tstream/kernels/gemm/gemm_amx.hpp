@@ -137,7 +137,7 @@ template <class Wt, class Problem, class AfterBlock>
 void run_part(const Problem& pr, const gemm_part& part, std::uint32_t* a, float* scale,
               typename arch::batch<std::conditional_t<std::is_same_v<Wt, std::int8_t>, std::int32_t, float>>::value_type*
                   partial,
-              AfterBlock& after_block) noexcept {
+              AfterBlock& after_block) {  // not noexcept: after_block runs the caller's epilogue
   constexpr bool int8 = std::is_same_v<Wt, std::int8_t>;
   constexpr index_t G = gemm_weights<Wt>::group, NR = index_t(arch::gemm_nr);
   if (part.m_begin >= part.m_end || part.n_begin >= part.n_end) return;
