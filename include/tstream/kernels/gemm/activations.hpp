@@ -32,6 +32,26 @@ template <class Wt>
 using atom_for = std::conditional_t<std::is_same_v<Wt, float>, arch::gemm_atom_f32,
                                     std::conditional_t<std::is_same_v<Wt, bf16>, arch::gemm_atom_bf16, arch::gemm_atom_i8>>;
 
+/// One row x (K values) of A as 32-bit words for weights of group G (2:
+/// bf16 pairs, even k low; 4: u8 quads, code + 128, k = 4g + byte), K
+/// padded with zeros to `groups` words. Returns the int8 row scale (NaN
+/// when the row is not finite), 0 for bf16.
+template <index_t G>
+inline float convert_row(const float* x, index_t K, index_t groups, std::uint32_t* words) noexcept {
+  static_assert(G == 2 || G == 4, "tstream::detail::gemm::convert_row: bf16 pairs or int8 quads");
+  if constexpr (G == 2) {
+    auto* half = reinterpret_cast<std::uint16_t*>(words);  // little-endian: k = 2g low
+    round_bf16(x, K, half);
+    for (index_t k = K; k < groups * G; ++k) half[k] = 0;
+    return 0.f;
+  } else {
+    auto* codes = reinterpret_cast<std::uint8_t*>(words);  // little-endian: k = 4g + byte
+    const float scale = quantize_activations(x, K, codes);
+    for (index_t k = K; k < groups * G; ++k) codes[k] = 128;
+    return scale;
+  }
+}
+
 /// Packs the micro-panels [p0, p1) of A (rows p * MR .. + MR) into dst
 /// (micro-panel p at dst + (p - p0) * MR * groups), K zero-padded to
 /// `groups` k-groups; int8 also writes row_scale[(p - p0) * MR + r] for
@@ -44,7 +64,7 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
             float* row_scale, typename Atom::a_type* row_words) noexcept {
   using word = typename Atom::a_type;
   constexpr index_t MR = index_t(arch::gemm_mr), G = index_t(Atom::group);
-  const index_t K = A.cols(), kp = groups * G;
+  const index_t K = A.cols();
   for (index_t p = p0; p < p1; ++p) {
     word* panel = dst + (p - p0) * MR * groups;
     const index_t rows = std::min(MR, A.rows() - p * MR);
@@ -54,15 +74,9 @@ void pack_a(matrix_view<const float> A, index_t groups, index_t p0, index_t p1, 
       const word* src = nullptr;
       if constexpr (G == 1) {
         src = x;  // fp32: the row itself
-      } else if constexpr (G == 2) {
-        auto* half = reinterpret_cast<std::uint16_t*>(row_words + r * groups);  // little-endian: k = 2g low
-        round_bf16(x, K, half);
-        for (index_t k = K; k < kp; ++k) half[k] = 0;
-        src = row_words + r * groups;
       } else {
-        auto* codes = reinterpret_cast<std::uint8_t*>(row_words + r * groups);  // little-endian: k = 4g + byte
-        row_scale[(p - p0) * MR + r] = quantize_activations(x, K, codes);  // NaN when the row is not finite
-        for (index_t k = K; k < kp; ++k) codes[k] = 128;
+        const float scale = convert_row<G>(x, K, groups, row_words + r * groups);
+        if constexpr (G == 4) row_scale[(p - p0) * MR + r] = scale;
         src = row_words + r * groups;
       }
       src_rows[r] = src;

@@ -186,12 +186,6 @@ inline constexpr auto tile_table = []<std::size_t... r>(std::index_sequence<r...
   return std::array<tile_fn<Atom>, sizeof...(r)>{&tile<Atom, r + 1, Packing>...};
 }(std::make_index_sequence<arch::gemm_mr>{});
 
-// Per-thread scratch reused across calls (no allocation in steady state).
-// Slots 0-4 here, 10-13 for the AMX path (gemm_amx.hpp).
-template <class T, int Slot>
-T* scratch(std::size_t n) {
-  return detail::thread_scratch<T, Slot>(n);
-}
 
 // Everything a member needs for its part of C.
 template <class Atom, class Wt, class Epilogue>
@@ -404,7 +398,8 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
       return amx::run<Wt>(team, pr, [&](index_t i0, index_t i1, index_t j0, index_t j1) { epilogue_pass(pr, i0, i1, j0, j1); });
   }
   const int T = team.size();
-  // Every member's scratch, sized here before any member writes C (so
+  // Every member's scratch (per-thread slots 0-4; the AMX path uses 10-13),
+  // sized here before any member writes C (so
   // running out of memory throws with C untouched): its rows of A (all K
   // groups) and their int8 scales, its partial sums between K blocks, and
   // for bf16 and int8 MR rows of converted A words. Each region is whole
@@ -413,7 +408,7 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   using acc_value = typename Atom::acc_type::value_type;
   const index_t ncp = B.blocking().nc / NR;
   const auto round_up = [](std::size_t n, std::size_t unit) { return (n + unit - 1) / unit * unit; };
-  std::size_t* offset = scratch<std::size_t, 4>(3 * std::size_t(T));  // per member: A words, scales, partial values
+  std::size_t* offset = thread_scratch<std::size_t, 4>(3 * std::size_t(T));  // per member: A words, scales, partial values
   std::size_t words = 0, scales = 0, partials = 0;
   for (int m = 0; m < T; ++m) {
     const gemm_part part = split_gemm(m_panels, n_panels, T, m);
@@ -430,10 +425,10 @@ void run(thread_team& team, matrix_view<const float> A, const gemm_weights<Wt>& 
   }
   const std::size_t convert_region =
       Atom::group > 1 && !prepared ? round_up(checked_mul(std::size_t(MR), std::size_t(groups), "gemm", "A"), 4096 / sizeof(a_type)) : 0;
-  a_type* const buf = words ? scratch<a_type, 1>(words) : nullptr;
-  float* const scale = scaled && scales ? scratch<float, 2>(scales) : nullptr;
-  acc_value* const partial = partials ? scratch<acc_value, 0>(partials) : nullptr;
-  a_type* const convert = convert_region ? scratch<a_type, 3>(checked_mul(convert_region, std::size_t(T), "gemm", "A")) : nullptr;
+  a_type* const buf = words ? thread_scratch<a_type, 1>(words) : nullptr;
+  float* const scale = scaled && scales ? thread_scratch<float, 2>(scales) : nullptr;
+  acc_value* const partial = partials ? thread_scratch<acc_value, 0>(partials) : nullptr;
+  a_type* const convert = convert_region ? thread_scratch<a_type, 3>(checked_mul(convert_region, std::size_t(T), "gemm", "A")) : nullptr;
   team.run([&](int member) {
     const gemm_part part = split_gemm(m_panels, n_panels, T, member);
     const std::size_t* off = offset + 3 * member;

@@ -69,18 +69,9 @@ void convert_rows(matrix_view<const float> A, const gemm_activations<Wt>* prepar
       for (index_t g = 0; g < groups; ++g) row[g] = panel[g * MR];
       if constexpr (int8) scale[i - r0] = prepared->row_scales()[i];
       filled = groups;
-    } else if (i < m) {
-      const float* x = A.data() + i * A.ld();
-      const index_t K = A.cols();
-      if constexpr (int8) {
-        auto* codes = reinterpret_cast<std::uint8_t*>(row);
-        scale[i - r0] = quantize_activations(x, K, codes);
-        for (index_t k = K; k < groups * G; ++k) codes[k] = 128;
-      } else {
-        auto* half = reinterpret_cast<std::uint16_t*>(row);
-        round_bf16(x, K, half);
-        for (index_t k = K; k < groups * G; ++k) half[k] = 0;
-      }
+    } else if (i < m) {  // as pack_a converts a row
+      const float s = convert_row<G>(A.data() + i * A.ld(), A.cols(), groups, row);
+      if constexpr (int8) scale[i - r0] = s;
       filled = groups;
     } else if constexpr (int8) {
       scale[i - r0] = 0.f;
