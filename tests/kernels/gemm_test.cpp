@@ -353,6 +353,23 @@ TEST_CASE("gemm: NaN in a row of A reaches only that row of C") {
   check(run_gemm(team, a, gemm_weights<std::int8_t>(matrix_view<const float>(b.data(), k, n)), m, k, n));
 }
 
+TEST_CASE("gemm int8: a code sum of 0 is 0 even where A's row scale x B's column scale overflows fp32") {
+  // A's scale 3e38 / 127 times B's 1.9e38 / 127 is beyond fp32; A(0, 4)'s
+  // large value meets B's zeros and B(10, 0)'s meets an A value that codes to
+  // 0, so C(0, 0)'s code sum is 0 (it was 0 x inf = NaN). Column 1 of B is
+  // ordinary (scale 1 / 127) and meets A's large value: 3e38, finite.
+  const index_t k = 16, n = 2;
+  std::vector<float> a(std::size_t(k), 0.5f), b(std::size_t(k * n), 0.f);
+  a[4] = 3e38f;
+  a[10] = 1e-3f;
+  b[std::size_t(10 * n)] = 1.9e38f;
+  b[std::size_t(4 * n + 1)] = 1.f;
+  tstream::thread_team team(1);
+  const auto c = run_gemm(team, a, gemm_weights<std::int8_t>(matrix_view<const float>(b.data(), k, n)), 1, k, n);
+  CHECK(c[0] == 0.f);
+  CHECK(c[1] == doctest::Approx(3e38).epsilon(1e-6));
+}
+
 TEST_CASE("gemm: bad input throws tstream::error naming the argument and writes nothing") {
   const index_t m = 4, n = 8, k = 16;
   const auto a = random_vector(std::size_t(m * k), 111);

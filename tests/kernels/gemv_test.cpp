@@ -267,6 +267,25 @@ TEST_CASE("gemv: NaN in x or in a weight row propagates as documented") {
   for (float v : y) CHECK(std::isnan(v));
 }
 
+TEST_CASE("gemv int8 fast: a code sum of 0 is 0 even where x's scale x the row's scale overflows fp32") {
+  // x's scale 3e38 / 127 times row 0's 1.9e38 / 127 is beyond fp32; x's large
+  // value meets row 0's zeros and row 0's large value meets an x value that
+  // codes to 0: the sum is 0 (it was 0 x inf = NaN). Exact mode does not
+  // quantize x: 1.9e38 x 1e-3.
+  const index_t n = 3, k = 16;
+  std::vector<float> w(std::size_t(n * k), 0.25f), x(std::size_t(k), 0.5f), y(static_cast<std::size_t>(n));
+  std::fill(w.begin(), w.begin() + k, 0.f);
+  w[10] = 1.9e38f;
+  x[4] = 3e38f;
+  x[10] = 1e-3f;
+  tstream::thread_team team(1);
+  const resident_weights<std::int8_t> r8(matrix_view<const float>(w.data(), n, k));
+  tstream::gemv(team, r8, x, y, tstream::vxm::identity{}, {precision::fast});
+  CHECK(y[0] == 0.f);
+  tstream::gemv(team, r8, x, y, tstream::vxm::identity{}, {precision::exact});
+  CHECK(y[0] == doctest::Approx(1.9e35).epsilon(1e-2));
+}
+
 TEST_CASE("gemv: bad input throws tstream::error naming the argument and writes nothing") {
   const index_t n = 8, k = 4096;
   const auto w32 = random_vector(std::size_t(n * k), 61);

@@ -561,6 +561,31 @@ TEST_CASE("numerics: int8 q . k beyond fp32 before the logit scale: such a logit
   }
 }
 
+TEST_CASE("numerics: int8 fast, a code sum of 0 is a logit of 0 even where q scale x K scale overflows fp32") {
+  // q's scale is 3e38 / 127 and K's 1.9e38 / 127: their product is beyond
+  // fp32, but q's only large value meets K's zeros and K's only large value
+  // meets a q value that codes to 0, so every code sum is 0 (a fuzzer find:
+  // the kernel gave 0 x inf = NaN). Logits of 0: the mean of V, as in double,
+  // within the fast mode's 8-bit probabilities (each p' = p x V scale coded
+  // in 1/255 of the block's largest; the two V scales differ).
+  kv_cache<std::int8_t> c(1, 16, 8);
+  std::vector<float> k(16, 0.f), q(16, 0.5f), out(16);
+  k[10] = 1.9e38f;
+  q[4] = 3e38f;
+  q[10] = 1e-3f;
+  const auto v0 = rel::random_vector(16, 74), v1 = rel::random_vector(16, 75);
+  c.append(k, v0);
+  c.append(k, v1);
+  tstream::decode_options o;
+  o.mode = tstream::precision::fast;
+  tstream::thread_team team(1);
+  tstream::attention_decode(team, c, q, out, o);
+  for (index_t d = 0; d < 16; ++d) {
+    const double mean = (double(c.value(0, 0, d)) + c.value(0, 1, d)) / 2;
+    CHECK(std::fabs(out[std::size_t(d)] - mean) <= 4e-3);
+  }
+}
+
 TEST_CASE_TEMPLATE("numerics: logits that overflow fp32 give NaN, not a wrong finite answer", T, float, bf16) {
   kv_cache<T> c(1, 16, 8);
   const auto k = rel::random_vector(16, 71, 1.f, 2.f), v = rel::random_vector(16, 72);

@@ -325,7 +325,7 @@ struct kv_format<std::int8_t, M> {
       for (std::size_t r = 0; r < R; ++r) {
         const ibatch offset = ibatch::load_unaligned(kc.key_sums(pg, j) + r * W) * ibatch(128);
         const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
-        for (std::size_t h = 0; h < H; ++h) s[h][r] = xsimd::to_float(si[h][r] - offset) * (ks * fbatch(qt.scale[h]));
+        for (std::size_t h = 0; h < H; ++h) s[h][r] = dequantize(xsimd::to_float(si[h][r] - offset), ks, fbatch(qt.scale[h]));
       }
     } else {
       for (index_t dq = 0; dq < dim / 4; ++dq) {

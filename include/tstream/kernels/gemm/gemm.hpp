@@ -139,7 +139,7 @@ struct finish_tile {
     if constexpr (dequantize) {
       // sum((code + 128) q) - 128 sum(q) = sum(code q), exactly in int32.
       const ibatch offset = ibatch::load_unaligned(col_sum + J * W) * ibatch(128);
-      v = xsimd::to_float(acc - offset) * (fbatch::load_unaligned(col_scale + J * W) * fbatch(row_scale[R]));
+      v = detail::dequantize(xsimd::to_float(acc - offset), fbatch::load_unaligned(col_scale + J * W), fbatch(row_scale[R]));
     } else {
       v = acc;
     }

@@ -109,8 +109,8 @@ void finish(const typename arch::batch<std::conditional_t<std::is_same_v<Wt, std
       fbatch v;
       if constexpr (std::is_same_v<Wt, std::int8_t>) {  // as finish_tile
         const ibatch offset = ibatch::load_unaligned(col_sum + j) * ibatch(128);
-        v = xsimd::to_float(ibatch::load_unaligned(acc + r * 32 + j) - offset) *
-            (fbatch::load_unaligned(col_scale + j) * fbatch(row_scale[r]));
+        v = dequantize(xsimd::to_float(ibatch::load_unaligned(acc + r * 32 + j) - offset), fbatch::load_unaligned(col_scale + j),
+                       fbatch(row_scale[r]));
       } else {
         v = fbatch::load_unaligned(acc + r * 32 + j);
       }

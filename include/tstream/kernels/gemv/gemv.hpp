@@ -134,8 +134,8 @@ void run_share(const resident_weights<Wt>& w, const share_info& s, const prepare
           // sum((code + 128) w) - 128 sum(w) = sum(code w), exactly in int32.
           alignas(64) float tmp[max_rows];
           for (index_t r = 0; r < p.rows; ++r)
-            tmp[r] = float(acc[m][r] - 128 * w.row_sums()[packed_row0 + std::size_t(r)]) *
-                     (w.scales()[packed_row0 + std::size_t(r)] * xm.x_scale);
+            tmp[r] = dequantize(float(acc[m][r] - 128 * w.row_sums()[packed_row0 + std::size_t(r)]),
+                                w.scales()[packed_row0 + std::size_t(r)], xm.x_scale);
           v = V::load(tmp, std::size_t(p.rows));
         } else {
           v = V::load(acc[m], std::size_t(p.rows));

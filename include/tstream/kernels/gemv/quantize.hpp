@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 
 #include "tstream/arch/simd.hpp"
 #include "tstream/core/bf16.hpp"
@@ -49,6 +50,25 @@ inline constexpr float quantize_floor = 1e-30f;
 }
 
 namespace detail {
+
+/// An integer code sum times its two scales, dot x (a x b), for scalars or
+/// registers. The scales are >= 0 and finite, or NaN for a non-finite
+/// source. a x b can exceed fp32 when both sources are near its limit; it is
+/// held at the largest float so that a sum of 0 stays 0 (not 0 x inf = NaN)
+/// and any other sum (at least 1 in size) still overflows to +-inf, save a
+/// sum of +-1, which gives +-FLT_MAX. One min, not a compare and a blend: it
+/// is in every int8 GEMM tile's finish. A NaN scale stays NaN (the min's
+/// second operand is returned when either is NaN, on every x86 ISA).
+template <class F>
+[[nodiscard]] inline F dequantize(F dot, F a, F b) noexcept {
+  constexpr float top = std::numeric_limits<float>::max();
+  if constexpr (std::is_same_v<F, float>) {
+    const float ab = a * b;
+    return dot * (ab > top ? top : ab);
+  } else {
+    return dot * xsimd::min(F(top), a * b);
+  }
+}
 
 /// out[k] = bf16::from_float(x[k]) for k < n, a register at a time.
 inline void round_bf16(const float* x, index_t n, std::uint16_t* out) noexcept {
