@@ -161,6 +161,38 @@ TEST_CASE("resident_weights: scales and row sums exist for int8 only") {
   CHECK(q.row_sums() != nullptr);
 }
 
+TEST_CASE("resident_weights: each panel is up to four sub-panels of whole 16-row granules, at panel_index") {
+  // Sub-panel sizes in granules, as even as whole granules allow.
+  CHECK(tstream::stream_granules(20, 0) == 5);
+  CHECK(tstream::stream_granules(20, 3) == 5);
+  CHECK(tstream::stream_granules(7, 0) == 2);
+  CHECK(tstream::stream_granules(7, 2) == 2);
+  CHECK(tstream::stream_granules(7, 3) == 1);
+  CHECK(tstream::stream_granules(3, 2) == 1);
+  CHECK(tstream::stream_granules(3, 3) == 0);
+  CHECK(tstream::stream_first_granule(7, 3) == 6);
+  // Every stored element where panel_index says, padding zero, for panels of
+  // 1 to 20 granules and K with a partial group.
+  for (index_t n : {1, 17, 100, 319, 321, 700}) {
+    CAPTURE(n);
+    const index_t k = 7;
+    const auto w = random_vector(std::size_t(n * k), 33);
+    const resident_weights<bf16> rw(matrix_view<const float>(w.data(), n, k), 2);
+    const std::size_t kp = std::size_t(rw.padded_cols());
+    std::size_t checked = 0;
+    for (const auto& p : rw.panels()) {
+      for (index_t r = 0; r < p.padded_rows; ++r)
+        for (std::size_t c = 0; c < kp; ++c, ++checked) {
+          const std::uint16_t want = r < p.rows && index_t(c) < k ? bf16(w[std::size_t((p.row_begin + r) * k) + c]).bits : 0;
+          REQUIRE(rw.data()[p.offset + tstream::panel_index(int(p.padded_rows), kp, 2, int(r), c)] == want);
+        }
+    }
+    std::size_t padded = 0;
+    for (const auto& p : rw.panels()) padded += std::size_t(p.padded_rows) * kp;
+    CHECK(checked == padded);
+  }
+}
+
 TEST_CASE_TEMPLATE("gemv: bitwise identical for every thread count and share count", W, float, bf16, std::int8_t) {
   const index_t n = 1000, k = 333;
   const auto w32 = random_vector(std::size_t(n * k), 11);

@@ -64,12 +64,14 @@ TEST_CASE("numerics: bf16 round-to-nearest-even and NaN preservation through res
   std::vector<float> w(std::size_t(n * k), 0.25f);
   for (index_t i = 0; i < n; ++i) w[std::size_t(i * k + 1)] = rel::from_bits(bf16_cases[i].in);
   const resident_weights<bf16> rw(matrix_view<const float>(w.data(), n, k));
-  // One panel of P rows; element (r, k) sits at (k / 2) * P * 2 + r * 2 + k % 2 (formats.hpp).
+  // One panel of P rows; element (r, k) at tstream::panel_index (formats.hpp).
   REQUIRE(rw.panels().size() == 1);
-  REQUIRE(rw.panels()[0].padded_rows >= n);
+  const int P = int(rw.panels()[0].padded_rows);
+  REQUIRE(P >= n);
+  const auto at = [&](index_t r, index_t col) { return tstream::panel_index(P, std::size_t(rw.padded_cols()), 2, int(r), std::size_t(col)); };
   for (index_t i = 0; i < n; ++i) {
     CAPTURE(i);
-    CHECK(rw.data()[i * 2 + 1] == bf16_cases[i].out);  // k = 1: group 0, odd slot
+    CHECK(rw.data()[at(i, 1)] == bf16_cases[i].out);  // k = 1: group 0, odd slot
     CHECK(bf16::from_float(rel::from_bits(bf16_cases[i].in)) == bf16_cases[i].out);
   }
   // Through gemv (exact): x = e_1 picks column 1; 0 x finite = 0 elsewhere.
@@ -87,7 +89,7 @@ TEST_CASE("numerics: bf16 round-to-nearest-even and NaN preservation through res
   std::vector<bf16> wb(std::size_t(n * k), bf16(0.25f));
   for (index_t i = 0; i < n; ++i) wb[std::size_t(i * k + 1)].bits = std::uint16_t(bf16_cases[i].in >> 16);
   const resident_weights<bf16> rb(matrix_view<const bf16>(wb.data(), n, k));
-  for (index_t i = 0; i < n; ++i) CHECK(rb.data()[i * 2 + 1] == std::uint16_t(bf16_cases[i].in >> 16));
+  for (index_t i = 0; i < n; ++i) CHECK(rb.data()[at(i, 1)] == std::uint16_t(bf16_cases[i].in >> 16));
 }
 
 TEST_CASE("numerics: bf16 fast mode rounds x to nearest even (normal values)") {

@@ -7,11 +7,22 @@
 //
 // where G (the group) is 1 for fp32, 2 for bf16 (the pair vdpbf16ps
 // consumes) and 4 for int8 (the quad vpdpbusd consumes), and each row's G
-// weights sit next to each other. The GEMV reads a panel strictly
-// sequentially and updates one P-lane accumulator vector per group: the
-// TSP's weight-stationary stream, with K padded to a multiple of G by zeros.
+// weights sit next to each other. The GEMV updates one P-lane accumulator
+// vector per group: the TSP's weight-stationary stream, with K padded to a
+// multiple of G by zeros.
+//
+// A panel is cut into up to panel_streams sub-panels of whole 16-row
+// granules, stored one after another, each in the layout above for its own
+// rows. The GEMV reads the sub-panels side by side, each strictly
+// sequentially: several streams per core keep more cache lines in flight
+// than one. On an Intel Xeon (GEMV 11008 x 4096, beyond its caches, one
+// thread) fp32 went from 16.2-16.8 to 17.5-18.2 GB/s and exact bf16 from
+// 16.8 to 21.1; shares in L2 or L3 read as before; 2 and 4 streams measured
+// alike. Every row still accumulates its own products in k order, so the
+// results keep their bits.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "tstream/core/bf16.hpp"
@@ -47,6 +58,34 @@ struct weight_format<std::int8_t> {
 
 /// Rows per panel are padded to a multiple of this (the widest fp32 register).
 inline constexpr int panel_row_granule = 16;
+
+/// Sub-panels (side-by-side read streams) per panel, at most.
+inline constexpr int panel_streams = 4;
+
+/// Granules in sub-panel s of a panel of `granules` granules (0 past the
+/// last): as even as whole granules allow, the larger ones first.
+[[nodiscard]] constexpr int stream_granules(int granules, int s) noexcept {
+  const int n = granules < panel_streams ? granules : panel_streams;
+  return s < n ? granules / n + (s < granules % n ? 1 : 0) : 0;
+}
+
+/// Granules of a panel before its sub-panel s.
+[[nodiscard]] constexpr int stream_first_granule(int granules, int s) noexcept {
+  int first = 0;
+  for (int t = 0; t < s; ++t) first += stream_granules(granules, t);
+  return first;
+}
+
+/// Where element (r, k) of a panel with P rows (a multiple of 16) and Kp
+/// padded columns sits, in elements from the panel's start.
+[[nodiscard]] constexpr std::size_t panel_index(int P, std::size_t Kp, int group, int r, std::size_t k) noexcept {
+  const int granules = P / panel_row_granule;
+  int s = 0;
+  while (r >= panel_row_granule * stream_first_granule(granules, s + 1)) ++s;
+  const int r0 = panel_row_granule * stream_first_granule(granules, s), rows = panel_row_granule * stream_granules(granules, s);
+  return std::size_t(r0) * Kp + (k / std::size_t(group)) * std::size_t(rows * group) + std::size_t((r - r0) * group) +
+         k % std::size_t(group);
+}
 
 /// Weight types tstream packs.
 template <class W>

@@ -108,6 +108,7 @@ void run_share(const resident_weights<Wt>& w, const share_info& s, const prepare
     const panel_info& p = w.panels()[pi];
     const auto fn = table[std::size_t(p.padded_rows) / W - 1];
     const typename Policy::storage* base = w.data() + p.offset;
+    const index_t row_elems = w.padded_cols();
     const std::size_t group_elems = std::size_t(p.padded_rows) * Policy::group;
     const index_t chunk = m_count == 1 ? groups_total
                                        : std::max<index_t>(1, index_t(16384 / (group_elems * sizeof(typename Policy::storage))));
@@ -116,13 +117,12 @@ void run_share(const resident_weights<Wt>& w, const share_info& s, const prepare
       for (index_t g0 = 0; g0 < groups_total; g0 += chunk) {
         const index_t gn = std::min(chunk, groups_total - g0);
         for (index_t m = 0; m < mb; ++m)
-          fn(base + std::size_t(g0) * group_elems, p.padded_rows, xs[m0 + m].main + g0 * Policy::x_per_group, gn,
-             acc[m], g0 > 0);
+          fn(base, row_elems, xs[m0 + m].main + g0 * Policy::x_per_group, g0, gn, acc[m], g0 > 0);
       }
       for (index_t m = 0; m < mb; ++m) {
         const auto& xm = xs[m0 + m];
         if (xm.has_tail)
-          fn(base + std::size_t(groups_total) * group_elems, p.padded_rows, xm.tail, 1, acc[m], groups_total > 0);
+          fn(base, row_elems, xm.tail, groups_total, 1, acc[m], groups_total > 0);
         // VXM: dequantize, then the user's epilogue, on the panel in registers.
         using V = vec<float>;
         V v;

@@ -22,6 +22,7 @@
 #include "tstream/arch/simd.hpp"
 #include "tstream/arch/x86/dot_products.hpp"
 #include "tstream/core/config.hpp"
+#include "tstream/kernels/gemv/formats.hpp"
 
 namespace tstream::detail::gemv {
 
@@ -36,12 +37,12 @@ struct f32_exact {
   using x_type = float;                 // activations as given
   static constexpr int group = 1;
   static constexpr int x_per_group = 1;
-  template <std::size_t J>
+  template <std::size_t Off, std::size_t N, std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
     const fbatch xb(x[0]);
     [&]<std::size_t... j>(std::index_sequence<j...>) {
-      ((acc[j] = arch::fma(fbatch::load_unaligned(w + W * j), xb, acc[j])), ...);
-    }(std::make_index_sequence<J>{});
+      ((acc[Off + j] = arch::fma(fbatch::load_unaligned(w + W * j), xb, acc[Off + j])), ...);
+    }(std::make_index_sequence<N>{});
   }
 };
 
@@ -51,18 +52,18 @@ struct bf16_exact {
   using x_type = float;
   static constexpr int group = 2;
   static constexpr int x_per_group = 2;
-  template <std::size_t J>
+  template <std::size_t Off, std::size_t N, std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
     const fbatch x0(x[0]), x1(x[1]);
     [&]<std::size_t... j>(std::index_sequence<j...>) {
       (
           [&] {
             const ibatch v = arch::load_lanes(w, j);  // (row, k even) in the low half, k odd in the high
-            acc[j] = arch::fma(arch::low_bf16(v), x0, acc[j]);
-            acc[j] = arch::fma(arch::high_bf16(v), x1, acc[j]);
+            acc[Off + j] = arch::fma(arch::low_bf16(v), x0, acc[Off + j]);
+            acc[Off + j] = arch::fma(arch::high_bf16(v), x1, acc[Off + j]);
           }(),
           ...);
-    }(std::make_index_sequence<J>{});
+    }(std::make_index_sequence<N>{});
   }
 };
 
@@ -72,20 +73,20 @@ struct i8_exact {
   using x_type = float;
   static constexpr int group = 4;
   static constexpr int x_per_group = 4;
-  template <std::size_t J>
+  template <std::size_t Off, std::size_t N, std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
     const fbatch x0(x[0]), x1(x[1]), x2(x[2]), x3(x[3]);
     [&]<std::size_t... j>(std::index_sequence<j...>) {
       (
           [&] {
             const ibatch v = arch::load_lanes(w, j);  // four k of one row per lane
-            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<0>(v)), x0, acc[j]);
-            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<1>(v)), x1, acc[j]);
-            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<2>(v)), x2, acc[j]);
-            acc[j] = arch::fma(xsimd::to_float(arch::signed_byte<3>(v)), x3, acc[j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<0>(v)), x0, acc[Off + j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<1>(v)), x1, acc[Off + j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<2>(v)), x2, acc[Off + j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<3>(v)), x3, acc[Off + j]);
           }(),
           ...);
-    }(std::make_index_sequence<J>{});
+    }(std::make_index_sequence<N>{});
   }
 };
 
@@ -96,7 +97,7 @@ struct bf16_dot {
   using x_type = std::uint32_t;         // two bf16 activations, the even k low
   static constexpr int group = 2;
   static constexpr int x_per_group = 1;
-  template <std::size_t J>
+  template <std::size_t Off, std::size_t N, std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
     const ibatch xb(static_cast<std::int32_t>(x[0]));
     // The weights go last so their load folds into vdpbf16ps as its memory
@@ -105,8 +106,8 @@ struct bf16_dot {
     // core where the folded form, like the f32 and int8 policies, gets 20-24
     // (measured; the cause is inside the core, not in the access pattern).
     [&]<std::size_t... j>(std::index_sequence<j...>) {
-      ((acc[j] = arch::dot_bf16_pairs(acc[j], xb, arch::load_lanes(w, j))), ...);
-    }(std::make_index_sequence<J>{});
+      ((acc[Off + j] = arch::dot_bf16_pairs(acc[Off + j], xb, arch::load_lanes(w, j))), ...);
+    }(std::make_index_sequence<N>{});
   }
 };
 
@@ -116,46 +117,67 @@ struct i8_dot {
   using x_type = std::uint32_t;         // four u8 activations (code + 128)
   static constexpr int group = 4;
   static constexpr int x_per_group = 1;
-  template <std::size_t J>
+  template <std::size_t Off, std::size_t N, std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
     const ibatch xb(static_cast<std::int32_t>(x[0]));
     [&]<std::size_t... j>(std::index_sequence<j...>) {
-      ((acc[j] = arch::dot_u8s8_quads(acc[j], xb, arch::load_lanes(w, j))), ...);
-    }(std::make_index_sequence<J>{});
+      ((acc[Off + j] = arch::dot_u8s8_quads(acc[Off + j], xb, arch::load_lanes(w, j))), ...);
+    }(std::make_index_sequence<N>{});
   }
 };
 
-/// Runs `groups` k-groups of one panel: acc_io (J * W values) is loaded when
-/// `accumulate`, else starts at zero, and is stored back at the end. Storing
-/// and reloading fp32/int32 accumulators is exact, so splitting K into
-/// chunks (for batches) gives the same bits as one pass.
+/// Runs groups [g0, g0 + groups) of one panel of J registers of rows whose
+/// packed rows hold `row_elems` elements (the padded K): acc_io (J * W
+/// values) is loaded when `accumulate`, else starts at zero, and is stored
+/// back at the end. The panel's sub-panels (formats.hpp) are read side by
+/// side, one pointer each. Storing and reloading fp32/int32 accumulators is
+/// exact, so splitting K into chunks (for batches) gives the same bits as
+/// one pass.
 template <class Policy, std::size_t J>
-void panel(const typename Policy::storage* w, index_t padded_rows, const typename Policy::x_type* x, index_t groups,
-           typename Policy::acc_type::value_type* acc_io, bool accumulate) noexcept {
+void panel(const typename Policy::storage* w, index_t row_elems, const typename Policy::x_type* x, index_t g0,
+           index_t groups, typename Policy::acc_type::value_type* acc_io, bool accumulate) noexcept {
   using acc_t = typename Policy::acc_type;
+  constexpr int granules = int(J * W) / panel_row_granule;
+  static_assert(granules * panel_row_granule == int(J * W), "a panel is whole 16-row granules");
+  constexpr std::size_t regs_per_granule = std::size_t(panel_row_granule) / W;
+  constexpr std::size_t S = std::size_t(granules < panel_streams ? granules : panel_streams);
+  // Sub-panel s: registers [first(s), first(s) + count(s)), rows count(s) * W.
+  constexpr auto first = [](std::size_t st) { return regs_per_granule * std::size_t(stream_first_granule(granules, int(st))); };
+  constexpr auto count = [](std::size_t st) { return regs_per_granule * std::size_t(stream_granules(granules, int(st))); };
   acc_t acc[J];
   [&]<std::size_t... j>(std::index_sequence<j...>) {
     ((acc[j] = accumulate ? acc_t::load_aligned(acc_io + W * j) : acc_t(0)), ...);
   }(std::make_index_sequence<J>{});
-  const std::size_t group_stride = std::size_t(padded_rows) * Policy::group;
-  for (index_t g = 0; g < groups; ++g) {
-    Policy::template step<J>(acc, w, x);
-    w += group_stride;
-    x += Policy::x_per_group;
-  }
+  [&]<std::size_t... st>(std::index_sequence<st...>) {
+    const typename Policy::storage* ws[S] = {
+        (w + first(st) * W * std::size_t(row_elems) + std::size_t(g0) * count(st) * W * Policy::group)...};
+    for (index_t g = 0; g < groups; ++g) {
+      (Policy::template step<first(st), count(st)>(acc, ws[st], x), ...);
+      ((ws[st] += count(st) * W * Policy::group), ...);
+      x += Policy::x_per_group;
+    }
+  }(std::make_index_sequence<S>{});
   [&]<std::size_t... j>(std::index_sequence<j...>) {
     ((acc[j].store_aligned(acc_io + W * j)), ...);
   }(std::make_index_sequence<J>{});
 }
 
 template <class Policy>
-using panel_fn = void (*)(const typename Policy::storage*, index_t, const typename Policy::x_type*, index_t,
+using panel_fn = void (*)(const typename Policy::storage*, index_t, const typename Policy::x_type*, index_t, index_t,
                           typename Policy::acc_type::value_type*, bool) noexcept;
 
-/// panel<Policy, J> for J = 1 .. accumulator_registers, indexed by J - 1.
+template <class Policy, std::size_t J>
+constexpr panel_fn<Policy> panel_entry() noexcept {
+  if constexpr (J * W % std::size_t(panel_row_granule) == 0) return &panel<Policy, J>;
+  else return nullptr;
+}
+
+/// panel<Policy, J> for J = 1 .. accumulator_registers, indexed by J - 1
+/// (null where J registers are not whole 16-row granules: AVX2's odd J,
+/// which no panel has).
 template <class Policy>
 inline constexpr auto panel_table = []<std::size_t... j>(std::index_sequence<j...>) {
-  return std::array<panel_fn<Policy>, sizeof...(j)>{&panel<Policy, j + 1>...};
+  return std::array<panel_fn<Policy>, sizeof...(j)>{panel_entry<Policy, j + 1>()...};
 }(std::make_index_sequence<arch::accumulator_registers>{});
 
 }  // namespace tstream::detail::gemv

@@ -176,20 +176,26 @@ class resident_weights {
     }
   }
 
-  // Writes every panel in stream order; element(i, k) gives the encoded
-  // weight. Blocked along K so the scattered writes stay in cache.
+  // Writes every panel in stream order, sub-panel by sub-panel (formats.hpp:
+  // panel_index); element(i, k) gives the encoded weight. Blocked along K so
+  // the scattered writes stay in cache.
   template <class Element>
   void pack(Element element) {
     constexpr index_t kb = 64;
     for (const auto& p : panels_) {
-      storage* dst = packed_.data() + p.offset;
-      const index_t P = p.padded_rows;
-      for (index_t k0 = 0; k0 < kp_; k0 += kb) {
-        const index_t k1 = std::min(kp_, k0 + kb);
-        for (index_t r = 0; r < P; ++r) {
-          for (index_t k = k0; k < k1; ++k) {
-            const bool real = r < p.rows && k < k_;
-            dst[(k / group) * P * group + r * group + k % group] = real ? element(p.row_begin + r, k) : storage(0);
+      const int granules = int(p.padded_rows / panel_row_granule);
+      for (int st = 0; st < panel_streams; ++st) {
+        const index_t r0 = index_t(panel_row_granule) * stream_first_granule(granules, st);
+        const index_t P = index_t(panel_row_granule) * stream_granules(granules, st);
+        if (P == 0) break;
+        storage* dst = packed_.data() + p.offset + std::size_t(r0 * kp_);
+        for (index_t k0 = 0; k0 < kp_; k0 += kb) {
+          const index_t k1 = std::min(kp_, k0 + kb);
+          for (index_t r = 0; r < P; ++r) {
+            for (index_t k = k0; k < k1; ++k) {
+              const bool real = r0 + r < p.rows && k < k_;
+              dst[(k / group) * P * group + r * group + k % group] = real ? element(p.row_begin + r0 + r, k) : storage(0);
+            }
           }
         }
       }
