@@ -9,7 +9,9 @@
 #include <Eigen/Dense>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "reliability/common.hpp"
@@ -171,13 +173,23 @@ TEST_CASE("resident_weights: each panel is up to four sub-panels of whole 16-row
   CHECK(tstream::stream_granules(3, 2) == 1);
   CHECK(tstream::stream_granules(3, 3) == 0);
   CHECK(tstream::stream_first_granule(7, 3) == 6);
-  // Every stored element where panel_index says, padding zero, for panels of
-  // 1 to 20 granules and K with a partial group.
-  for (index_t n : {1, 17, 100, 319, 321, 700}) {
+  CHECK(tstream::stream_granules(19, 3) == 4);
+  // Every stored element where panel_index says, padding zero, K with a
+  // partial group: one share, N = 16 g and 16 g - 5 for g = 1..20 granules
+  // (one panel of g granules where the registers hold it; AVX2 cuts more),
+  // and two shares of an uneven N.
+  std::vector<std::pair<index_t, int>> cases = {{700, 2}, {321, 2}};
+  for (index_t g = 1; g <= 20; ++g) {
+    cases.push_back({16 * g, 1});
+    cases.push_back({16 * g - 5, 1});
+  }
+  for (const auto& [n, shares] : cases) {
     CAPTURE(n);
     const index_t k = 7;
     const auto w = random_vector(std::size_t(n * k), 33);
-    const resident_weights<bf16> rw(matrix_view<const float>(w.data(), n, k), 2);
+    const resident_weights<bf16> rw(matrix_view<const float>(w.data(), n, k), shares);
+    if (shares == 1 && n <= index_t(tstream::arch::accumulator_registers * tstream::arch::width<float>))
+      CHECK(rw.panels().size() == 1);
     const std::size_t kp = std::size_t(rw.padded_cols());
     std::size_t checked = 0;
     for (const auto& p : rw.panels()) {
@@ -316,6 +328,16 @@ TEST_CASE("gemv int8 fast: a code sum of 0 is 0 even where x's scale x the row's
   CHECK(y[0] == 0.f);
   tstream::gemv(team, r8, x, y, tstream::vxm::identity{}, {precision::exact});
   CHECK(y[0] == doctest::Approx(1.9e35).epsilon(1e-2));
+  // Pre-quantized rows may have negative scales: -1.5e36 x x's scale is
+  // below -FLT_MAX, held there; a code sum of 0 is still 0, of 127 -inf.
+  std::vector<std::int8_t> q(std::size_t(2 * k), 0);
+  q[std::size_t(k + 4)] = 1;  // row 1 meets x's large value (code 127): a true overflow
+  const std::vector<float> scales = {-1.5e36f, -1.5e36f};
+  const resident_weights<std::int8_t> rq(matrix_view<const std::int8_t>(q.data(), 2, k), scales);
+  std::vector<float> y2(2);
+  tstream::gemv(team, rq, x, y2, tstream::vxm::identity{}, {precision::fast});
+  CHECK(y2[0] == 0.f);
+  CHECK(y2[1] == -std::numeric_limits<float>::infinity());
 }
 
 TEST_CASE("gemv: bad input throws tstream::error naming the argument and writes nothing") {

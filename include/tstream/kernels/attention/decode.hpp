@@ -24,7 +24,9 @@
 // -inf just weighs 0; an infinite V gives +-inf (or NaN where infinities of
 // both signs meet). Values outside the attended positions never reach the
 // output (the fp32 V pass skips them; the bf16 pass masks them; int8 cannot
-// hold non-finite values).
+// hold non-finite values). int8 fast: where q's scale times a position's K
+// scale exceeds fp32 it is held at FLT_MAX, so a code sum of 0 is a logit of
+// 0 (not NaN) and +-1 a logit of +-FLT_MAX (docs/bad-input.md).
 #pragma once
 
 #include <algorithm>

@@ -40,7 +40,9 @@
 // Without AVX512_BF16/VNNI the same arithmetic runs in portable code.
 //
 // NaN and infinity propagate as in IEEE arithmetic for fp32 and bf16; an
-// int8 row of A with a non-finite value makes that row of C NaN.
+// int8 row of A with a non-finite value makes that row of C NaN, and where
+// A's row scale times B's column scale exceeds fp32 the product is held at
+// FLT_MAX (a code sum of 0 gives 0, not NaN; docs/bad-input.md).
 #pragma once
 
 #include <algorithm>
@@ -112,7 +114,7 @@ struct tile_args {
 template <class Atom>
 struct finish_tile {
   using ibatch = arch::batch<std::int32_t>;
-  static constexpr bool dequantize = std::is_same_v<Atom, arch::gemm_atom_i8>;
+  static constexpr bool int8 = std::is_same_v<Atom, arch::gemm_atom_i8>;
   float* c;
   index_t ldc, n_valid;
   float alpha, beta;
@@ -123,11 +125,11 @@ struct finish_tile {
 
   explicit finish_tile(const tile_args<Atom>& t) noexcept
       : c(t.c), ldc(t.ldc), n_valid(t.n_valid), alpha(t.alpha), beta(t.beta), row_scale(t.a_scale),
-        col_scale(t.b_scale), col_sum(t.b_sum), plain(!dequantize && t.n_valid >= index_t(arch::gemm_nr) && t.alpha == 1.f && t.beta == 0.f) {}
+        col_scale(t.b_scale), col_sum(t.b_sum), plain(!int8 && t.n_valid >= index_t(arch::gemm_nr) && t.alpha == 1.f && t.beta == 0.f) {}
 
   template <std::size_t R, std::size_t J>
   TSTREAM_ALWAYS_INLINE void operator()(const typename Atom::acc_type& acc) const noexcept {
-    if constexpr (!dequantize) {
+    if constexpr (!int8) {
       if (plain) {
         fbatch(acc).store_unaligned(c + index_t(R) * ldc + index_t(J * W));
         return;
@@ -136,10 +138,10 @@ struct finish_tile {
     const index_t lanes = std::min<index_t>(n_valid - index_t(J * W), index_t(W));
     if (lanes <= 0) return;  // past the edge of C
     fbatch v;
-    if constexpr (dequantize) {
+    if constexpr (int8) {
       // sum((code + 128) q) - 128 sum(q) = sum(code q), exactly in int32.
       const ibatch offset = ibatch::load_unaligned(col_sum + J * W) * ibatch(128);
-      v = detail::dequantize(xsimd::to_float(acc - offset), fbatch::load_unaligned(col_scale + J * W), fbatch(row_scale[R]));
+      v = dequantize(xsimd::to_float(acc - offset), fbatch::load_unaligned(col_scale + J * W), fbatch(row_scale[R]));
     } else {
       v = acc;
     }

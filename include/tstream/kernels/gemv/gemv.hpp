@@ -103,12 +103,12 @@ void run_share(const resident_weights<Wt>& w, const share_info& s, const prepare
   // K chunk for batches: a chunk of a 320-row panel stays in L1/L2 while every
   // vector of the block passes over it; a single vector streams all of K.
   const index_t groups_total = xs[0].main_groups;
+  const index_t row_elems = w.padded_cols();
 
   for (std::size_t pi = s.first_panel; pi < s.end_panel; ++pi) {
     const panel_info& p = w.panels()[pi];
-    const auto fn = table[std::size_t(p.padded_rows) / W - 1];
+    const auto fn = table[std::size_t(p.padded_rows) / W - 1];  // never null: panels are whole 16-row granules
     const typename Policy::storage* base = w.data() + p.offset;
-    const index_t row_elems = w.padded_cols();
     const std::size_t group_elems = std::size_t(p.padded_rows) * Policy::group;
     const index_t chunk = m_count == 1 ? groups_total
                                        : std::max<index_t>(1, index_t(16384 / (group_elems * sizeof(typename Policy::storage))));

@@ -52,19 +52,22 @@ inline constexpr float quantize_floor = 1e-30f;
 namespace detail {
 
 /// An integer code sum times its two scales, dot x (a x b), for scalars or
-/// registers. The scales are >= 0 and finite, or NaN for a non-finite
-/// source. a x b can exceed fp32 when both sources are near its limit; it is
-/// held at the largest float so that a sum of 0 stays 0 (not 0 x inf = NaN)
+/// registers. a x b can exceed fp32 when both sources are near its limit;
+/// it is held at +-FLT_MAX so that a sum of 0 stays 0 (not 0 x inf = NaN)
 /// and any other sum (at least 1 in size) still overflows to +-inf, save a
-/// sum of +-1, which gives +-FLT_MAX. One min, not a compare and a blend: it
-/// is in every int8 GEMM tile's finish. A NaN scale stays NaN (the min's
-/// second operand is returned when either is NaN, on every x86 ISA).
+/// sum of +-1, which gives +-FLT_MAX. A NaN scale stays NaN (min and max
+/// return their second operand when either is NaN, on every x86 ISA, and
+/// a comparison with NaN is false).
+/// The scalar form (GEMV, whose pre-quantized row scales may be negative)
+/// clamps both ends; the register form (GEMM and attention, whose scales
+/// are max|x| / 127 >= 0 or NaN) only the top: one min in every int8 GEMM
+/// tile's finish (a compare and a blend there cost 3-4% at 256^3).
 template <class F>
 [[nodiscard]] inline F dequantize(F dot, F a, F b) noexcept {
   constexpr float top = std::numeric_limits<float>::max();
   if constexpr (std::is_same_v<F, float>) {
     const float ab = a * b;
-    return dot * (ab > top ? top : ab);
+    return dot * (ab > top ? top : ab < -top ? -top : ab);
   } else {
     return dot * xsimd::min(F(top), a * b);
   }

@@ -176,9 +176,10 @@ class resident_weights {
     }
   }
 
-  // Writes every panel in stream order, sub-panel by sub-panel (formats.hpp:
-  // panel_index); element(i, k) gives the encoded weight. Blocked along K so
-  // the scattered writes stay in cache.
+  // Writes every panel in stream order, sub-panel by sub-panel: the layout of
+  // formats.hpp's panel_index (which the layout test checks this against),
+  // spelled per sub-panel so the loop needs no search. element(i, k) gives
+  // the encoded weight. Blocked along K so the scattered writes stay in cache.
   template <class Element>
   void pack(Element element) {
     constexpr index_t kb = 64;
