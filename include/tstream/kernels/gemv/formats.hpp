@@ -77,17 +77,30 @@ inline constexpr int panel_streams = 4;
   return first;
 }
 
+/// The rows of one sub-panel: [first, first + count) of its panel.
+struct stream_rows {
+  int first = 0, count = 0;
+};
+
+/// Rows of sub-panel s of a panel of P rows (a multiple of 16); count 0
+/// past the last. The packing, the panel kernel and panel_index all place
+/// sub-panels through this.
+[[nodiscard]] constexpr stream_rows sub_panel(int P, int s) noexcept {
+  const int granules = P / panel_row_granule;
+  return {panel_row_granule * stream_first_granule(granules, s), panel_row_granule * stream_granules(granules, s)};
+}
+
 /// Where element (r, k) of a panel with P rows (a multiple of 16) and Kp
 /// padded columns sits, in elements from the panel's start (0 <= r < P,
-/// k < Kp). resident_weights' pack writes this layout sub-panel by
+/// k < Kp): sub-panel s starts at its first row x Kp and holds its rows
+/// group by group. resident_weights' pack writes this layout sub-panel by
 /// sub-panel; the panel kernel reads it with one pointer per sub-panel.
 [[nodiscard]] constexpr std::size_t panel_index(int P, std::size_t Kp, int group, int r, std::size_t k) noexcept {
-  const int granules = P / panel_row_granule;
   int s = 0;
-  while (s + 1 < panel_streams && r >= panel_row_granule * stream_first_granule(granules, s + 1)) ++s;
-  const int r0 = panel_row_granule * stream_first_granule(granules, s), rows = panel_row_granule * stream_granules(granules, s);
-  return std::size_t(r0) * Kp + (k / std::size_t(group)) * std::size_t(rows * group) + std::size_t((r - r0) * group) +
-         k % std::size_t(group);
+  while (s + 1 < panel_streams && r >= sub_panel(P, s + 1).first) ++s;
+  const stream_rows sp = sub_panel(P, s);
+  return std::size_t(sp.first) * Kp + (k / std::size_t(group)) * std::size_t(sp.count * group) +
+         std::size_t((r - sp.first) * group) + k % std::size_t(group);
 }
 
 /// Weight types tstream packs.

@@ -137,13 +137,12 @@ template <class Policy, std::size_t J>
 void panel(const typename Policy::storage* w, index_t row_elems, const typename Policy::x_type* x, index_t g0,
            index_t groups, typename Policy::acc_type::value_type* acc_io, bool accumulate) noexcept {
   using acc_t = typename Policy::acc_type;
-  constexpr int granules = int(J * W) / panel_row_granule;
-  static_assert(granules * panel_row_granule == int(J * W), "a panel is whole 16-row granules");
-  constexpr std::size_t regs_per_granule = std::size_t(panel_row_granule) / W;
+  constexpr int P = int(J * W), granules = P / panel_row_granule;
+  static_assert(granules * panel_row_granule == P, "a panel is whole 16-row granules");
   constexpr std::size_t S = std::size_t(granules < panel_streams ? granules : panel_streams);
   // Sub-panel s: registers [first(s), first(s) + count(s)), rows count(s) * W.
-  constexpr auto first = [](std::size_t st) { return regs_per_granule * std::size_t(stream_first_granule(granules, int(st))); };
-  constexpr auto count = [](std::size_t st) { return regs_per_granule * std::size_t(stream_granules(granules, int(st))); };
+  constexpr auto first = [](std::size_t st) { return std::size_t(sub_panel(P, int(st)).first) / W; };
+  constexpr auto count = [](std::size_t st) { return std::size_t(sub_panel(P, int(st)).count) / W; };
   acc_t acc[J];
   [&]<std::size_t... j>(std::index_sequence<j...>) {
     ((acc[j] = accumulate ? acc_t::load_aligned(acc_io + W * j) : acc_t(0)), ...);

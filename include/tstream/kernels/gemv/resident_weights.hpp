@@ -184,10 +184,9 @@ class resident_weights {
   void pack(Element element) {
     constexpr index_t kb = 64;
     for (const auto& p : panels_) {
-      const int granules = int(p.padded_rows / panel_row_granule);
       for (int st = 0; st < panel_streams; ++st) {
-        const index_t r0 = index_t(panel_row_granule) * stream_first_granule(granules, st);
-        const index_t P = index_t(panel_row_granule) * stream_granules(granules, st);
+        const stream_rows sp = sub_panel(int(p.padded_rows), st);
+        const index_t r0 = sp.first, P = sp.count;
         if (P == 0) break;
         storage* dst = packed_.data() + p.offset + std::size_t(r0 * kp_);
         for (index_t k0 = 0; k0 < kp_; k0 += kb) {
