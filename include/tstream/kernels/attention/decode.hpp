@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "tstream/arch/cache.hpp"
 #include "tstream/arch/simd.hpp"
 #include "tstream/arch/x86/dot_products.hpp"
 #include "tstream/core/buffer.hpp"
@@ -96,13 +97,25 @@ inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice
 //   none, but 16 KiB for the exact bf16 GQA tile (4 heads, widening: ~10%).
 //   fp32 with 4 or 16 KiB ahead ran at 0.72-0.78x of none; bf16 MHA and the
 //   fast modes slower with it too; int8 MHA fast 0.68 of the bandwidth with
-//   it against 0.86 without. fp32 GQA with K and V in the L3 (24-32 MiB)
-//   too: 1 KiB ahead 24-30 GB/s, 4 KiB 23-28, none 30-41.
+//   it against 0.86 without.
+//   64 KiB for fp32 tiles of several heads when all the K and V a run
+//   reads fit in the L3 (in_l3). There the tile is compute-bound on the
+//   lines the L3 still holds and memory-bound on the ones it lost to DRAM,
+//   and without help the two take turns; far enough ahead, the prefetches
+//   of the lost lines overlap the FMAs. GQA (4 heads, head_dim 128), in
+//   one process, alternated, medians: 24 MiB (L = 3072) 39-41 -> 44-50
+//   GB/s, two threads 71-88 -> 97-99; 32 MiB (L = 4096) 30-36 -> 40-46, two
+//   threads 44-64 -> 72-85; 16 MiB and under even; 1-4 KiB ahead were
+//   slower (24-30 against 30-41 at 24-32 MiB), 32 KiB like 64. Past the
+//   L3 it costs (48 MiB: 33 -> 25; 128 MiB: 27 -> 20), as it does for one
+//   head (MHA at 16 MiB: 67-72 -> 53-61); bf16 and int8 tiles at 8-32 MiB
+//   came out even, so they keep the choices above.
 template <kv_type T>
-[[nodiscard]] inline std::size_t prefetch_ahead(precision mode, std::size_t heads) noexcept {
+[[nodiscard]] inline std::size_t prefetch_ahead(precision mode, std::size_t heads, bool in_l3) noexcept {
   const bool intel = arch::runtime_vendor() == arch::cpu_vendor::intel;
   if (std::is_same_v<T, bf16> && heads > 1 && (intel || mode == precision::exact)) return 16384;
-  return intel ? 2048 : 0;
+  if (intel) return 2048;
+  return std::is_same_v<T, float> && heads > 1 && in_l3 ? 65536 : 0;
 }
 
 template <class S>
@@ -517,11 +530,12 @@ void softmax_page(const kv_cache<T>& kc, const std::byte* pg, index_t lo, index_
 // each of its steps waits on the one before, and the stream stalled for it
 // cost 9-11% of a GQA tile per 64 positions; independent FMAs of the same
 // count cost nothing from DRAM.)
+// in_l3: all the K and V a run reads fit in the L3 (prefetch_ahead).
 template <kv_type T, precision M, std::size_t H>
 void run_pages(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, const query_tile& qt, float c,
-               head_state* st) noexcept {
+               head_state* st, bool in_l3) noexcept {
   using F = kv_format<T, M>;
-  const std::size_t ahead = prefetch_ahead<T>(M, H);
+  const std::size_t ahead = prefetch_ahead<T>(M, H, in_l3);
   float* accs[H];
   for (std::size_t h = 0; h < H; ++h) accs[h] = st[h].acc;
   prob_tile pt;
@@ -601,6 +615,7 @@ class decode_plan {
     float* partial = partial_.data();
     const int threads = team.size();
     if (fast()) pack_queries(q.data());
+    const bool in_l3 = bytes() <= arch::caches().l3;  // where the stream comes from (prefetch_ahead)
 
     team.run([&](int m) {
       for (index_t it = index_t(m) * items / threads; it < index_t(m + 1) * items / threads; ++it) {
@@ -609,8 +624,8 @@ class decode_plan {
         for (index_t g0 = 0; g0 < group; g0 += index_t(detail::attn::heads_per_tile)) {
           const index_t hq0 = h * group + g0, n = std::min<index_t>(index_t(detail::attn::heads_per_tile), group - g0);
           float* out_rows = partial + std::size_t(c * q_heads_ + hq0) * per;
-          if (fast()) run_item<precision::fast>(h, plo, phi, q.data(), hq0, n, scale, out_rows);
-          else run_item<precision::exact>(h, plo, phi, q.data(), hq0, n, scale, out_rows);
+          if (fast()) run_item<precision::fast>(h, plo, phi, q.data(), hq0, n, scale, in_l3, out_rows);
+          else run_item<precision::exact>(h, plo, phi, q.data(), hq0, n, scale, in_l3, out_rows);
         }
       }
     });
@@ -662,7 +677,7 @@ class decode_plan {
   // Heads [hq0, hq0 + n) of KV head h over positions [plo, phi); writes their
   // partial (acc, m, l) rows at out (consecutive heads).
   template <precision M>
-  void run_item(index_t h, index_t plo, index_t phi, const float* q, index_t hq0, index_t n, float scale,
+  void run_item(index_t h, index_t plo, index_t phi, const float* q, index_t hq0, index_t n, float scale, bool in_l3,
                 float* out) const {
     using namespace detail::attn;
     const index_t dim = cache_->head_dim();
@@ -675,10 +690,10 @@ class decode_plan {
     const query_tile qt{q + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
                         fast() ? q_scale_.data() + hq0 : nullptr};
     switch (n) {
-      case 1: run_pages<T, M, 1>(*cache_, h, plo, phi, qt, scale, st); break;
-      case 2: if constexpr (heads_per_tile >= 2) run_pages<T, M, 2>(*cache_, h, plo, phi, qt, scale, st); break;
-      case 3: if constexpr (heads_per_tile >= 3) run_pages<T, M, 3>(*cache_, h, plo, phi, qt, scale, st); break;
-      default: if constexpr (heads_per_tile >= 4) run_pages<T, M, heads_per_tile>(*cache_, h, plo, phi, qt, scale, st); break;
+      case 1: run_pages<T, M, 1>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
+      case 2: if constexpr (heads_per_tile >= 2) run_pages<T, M, 2>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
+      case 3: if constexpr (heads_per_tile >= 3) run_pages<T, M, 3>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
+      default: if constexpr (heads_per_tile >= 4) run_pages<T, M, heads_per_tile>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
     }
     for (index_t i = 0; i < n; ++i) {
       out[std::size_t(i) * per + std::size_t(dim)] = st[i].m;
