@@ -78,6 +78,7 @@ inline void round_bf16(const float* x, index_t n, std::uint16_t* out) noexcept {
   using fb = arch::batch<float>;
   constexpr index_t W = index_t(fb::size);
   index_t k = 0;
+  for (; k + 2 * W <= n; k += 2 * W) arch::store_bf16_pair(out + k, fb::load_unaligned(x + k), fb::load_unaligned(x + k + W));
   for (; k + W <= n; k += W) arch::store_low_halves(out + k, arch::to_bf16_bits(fb::load_unaligned(x + k)));
   for (; k < n; ++k) out[k] = bf16::from_float(x[k]);
 }
@@ -115,18 +116,24 @@ inline float abs_max(const float* x, index_t n, bool& finite) noexcept {
 /// k + 1, the float just below it stays under), clamped before the
 /// truncating conversion; fewer operations than trunc-compare-select
 /// (GEMM's int8 A, 256 rows of 256: 9.4 -> 8.0 us).
+/// Four registers at a time go out in one packed store (arch::
+/// store_offset_bytes; the same 256 x 256: 6.2 -> 4.0 us a pass).
 inline void quantize_u8(const float* x, index_t n, float inv, std::uint8_t* codes) noexcept {
   using fb = arch::batch<float>;
   using ib = arch::batch<std::int32_t>;
   constexpr index_t W = index_t(fb::size);
   static_assert(0.49999997f < 0.5f && 0.49999997f + 0x1p-25f == 0.5f, "the float just below 1/2");
   const fb just_below_half(0.49999997f);
+  // quantize_value(x[at..], inv) for W lanes before the clamp at -127 (the
+  // top one comes first: a float past int32 converts to INT32_MIN).
+  const auto rounded = [&](index_t at) {
+    const fb s = fb::load_unaligned(x + at) * fb(inv);
+    return xsimd::to_int(xsimd::min(s + xsimd::copysign(just_below_half, s), fb(127.f)));  // to_int truncates
+  };
   index_t k = 0;
-  for (; k + W <= n; k += W) {
-    const fb s = fb::load_unaligned(x + k) * fb(inv);
-    const fb t = xsimd::min(xsimd::max(s + xsimd::copysign(just_below_half, s), fb(-127.f)), fb(127.f));
-    arch::store_low_bytes(codes + k, xsimd::to_int(t) + ib(128));  // to_int truncates
-  }
+  for (; k + 4 * W <= n; k += 4 * W)
+    arch::store_offset_bytes(codes + k, rounded(k), rounded(k + W), rounded(k + 2 * W), rounded(k + 3 * W));
+  for (; k + W <= n; k += W) arch::store_low_bytes(codes + k, xsimd::max(rounded(k), ib(-127)) + ib(128));
   for (; k < n; ++k) codes[k] = std::uint8_t(quantize_value(x[k], inv) + 128);
 }
 
