@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -44,7 +46,7 @@ TEST_CASE("bf16: NaN stays NaN, infinities stay infinite, overflow rounds to inf
   CHECK(std::isinf(float(bf16(std::numeric_limits<float>::max()))));
 }
 
-TEST_CASE("bf16: the vector rounding (arch::to_bf16_bits) gives bf16::from_float's bits, lane by lane") {
+TEST_CASE("bf16: the vector rounding (arch::to_bf16_bits, store_bf16_pair) gives bf16::from_float's bits; store_offset_bytes clamps") {
   using fb = tstream::arch::batch<float>;
   using ib = tstream::arch::batch<std::int32_t>;
   constexpr std::size_t W = fb::size;
@@ -59,6 +61,44 @@ TEST_CASE("bf16: the vector rounding (arch::to_bf16_bits) gives bf16::from_float
     for (std::size_t j = 0; j < W; ++j) in[j] = std::bit_cast<float>(bits[i + j]);
     tstream::arch::store_low_halves(out, tstream::arch::to_bf16_bits(fb::load_aligned(in)));
     for (std::size_t j = 0; j < W; ++j) REQUIRE(out[j] == bf16::from_float(in[j]));
+  }
+  // store_bf16_pair gives the same bits two registers at a time: on pairs
+  // holding a subnormal (its slow route) and, with the subnormals replaced,
+  // on pairs of ties, infinities and NaNs (vcvtne2ps2bf16 where built for).
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<std::uint32_t> pb = bits;
+    if (pass == 1)
+      for (auto& u : pb)
+        if ((u & 0x7F800000u) == 0 && (u & 0x007FFFFFu) != 0) u = 0x3F800000u;
+    while (pb.size() % (2 * W)) pb.push_back(0xBF800000u);
+    for (std::size_t i = 0; i < pb.size(); i += 2 * W) {
+      alignas(64) float in[2 * W];
+      alignas(64) std::uint16_t out[2 * W + 1];
+      out[2 * W] = 0xBEEF;  // a guard: nothing past 2W is written
+      for (std::size_t j = 0; j < 2 * W; ++j) in[j] = std::bit_cast<float>(pb[i + j]);
+      tstream::arch::store_bf16_pair(out, fb::load_aligned(in), fb::load_aligned(in + W));
+      for (std::size_t j = 0; j < 2 * W; ++j) {
+        CAPTURE(pb[i + j]);
+        REQUIRE(out[j] == bf16::from_float(in[j]));
+      }
+      CHECK(out[2 * W] == 0xBEEF);
+    }
+  }
+  // store_offset_bytes: four registers, each lane clamped to [-127, 127],
+  // plus 128, in order (the int8 codes as u8).
+  {
+    const std::int32_t edge[] = {INT32_MIN, -1000000, -129, -128, -127, -126, -1, 0, 1, 126, 127, 128, 129, 300, INT32_MAX};
+    alignas(64) std::int32_t in[4 * W];
+    alignas(64) std::uint8_t out[4 * W + 1];
+    for (std::size_t j = 0; j < 4 * W; ++j) in[j] = j < std::size(edge) ? edge[j] : std::int32_t(j * 13 % 255) - 127;
+    out[4 * W] = 0x5A;
+    tstream::arch::store_offset_bytes(out, ib::load_aligned(in), ib::load_aligned(in + W), ib::load_aligned(in + 2 * W),
+                                      ib::load_aligned(in + 3 * W));
+    for (std::size_t j = 0; j < 4 * W; ++j) {
+      CAPTURE(in[j]);
+      REQUIRE(out[j] == std::uint8_t(std::clamp(in[j], -127, 127) + 128));
+    }
+    CHECK(out[4 * W] == 0x5A);
   }
   // store_low_bytes keeps the low byte of every lane.
   alignas(64) std::int32_t lanes[W];
