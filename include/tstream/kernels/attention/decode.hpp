@@ -99,10 +99,11 @@ inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice
 //   fast modes slower with it too; int8 MHA fast 0.68 of the bandwidth with
 //   it against 0.86 without.
 //   64 KiB for fp32 tiles of several heads when all the K and V a run
-//   reads fit in the L3 (in_l3). There the tile is compute-bound on the
-//   lines the L3 still holds and memory-bound on the ones it lost to DRAM,
-//   and without help the two take turns; far enough ahead, the prefetches
-//   of the lost lines overlap the FMAs. GQA (4 heads, head_dim 128), in
+//   reads fit in the L3 (in_l3). Our reading, which these figures bear
+//   out but nothing measures directly: there the tile is compute-bound on
+//   the lines the L3 still holds and memory-bound on the ones it lost to
+//   DRAM, and without help the two take turns; far enough ahead, the
+//   prefetches of the lost lines overlap the FMAs. GQA (4 heads, head_dim 128), in
 //   one process, alternated, medians: 24 MiB (L = 3072) 39-41 -> 44-50
 //   GB/s, two threads 71-88 -> 97-99; 32 MiB (L = 4096) 30-36 -> 40-46, two
 //   threads 44-64 -> 72-85; 16 MiB and under even; 1-4 KiB ahead were
