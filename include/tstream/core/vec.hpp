@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <type_traits>
+#include <utility>
 
 #include "tstream/arch/simd.hpp"
 #include "tstream/core/config.hpp"
@@ -33,28 +35,37 @@ class vec {
   static constexpr std::size_t last_width = Lanes - (superlanes - 1) * superlane_width;
 
   /// All lanes zero.
-  vec() noexcept { s_.fill(superlane(T(0))); }
+  TSTREAM_ALWAYS_INLINE vec() noexcept : vec(T(0)) {}
   /// All lanes set to x (the SXM's "distribute").
-  explicit vec(T x) noexcept { s_.fill(superlane(x)); }
+  TSTREAM_ALWAYS_INLINE explicit vec(T x) noexcept {
+    each_superlane([&](auto s) { s_[s] = superlane(x); });
+  }
 
   /// Loads Lanes elements from p.
-  [[nodiscard]] static vec load(const T* p) noexcept { return load(p, Lanes); }
+  [[nodiscard]] TSTREAM_ALWAYS_INLINE static vec load(const T* p) noexcept { return load(p, Lanes); }
   /// Loads the first min(n, Lanes) elements from p; the other lanes are zero.
   /// Reads nothing at or past p + n.
-  [[nodiscard]] static vec load(const T* p, std::size_t n) noexcept {
-    vec v;
+  [[nodiscard]] TSTREAM_ALWAYS_INLINE static vec load(const T* p, std::size_t n) noexcept {
+    vec v(uninitialized);
+    if (n >= Lanes && last_width == superlane_width) {  // a whole chunk: plain loads
+      each_superlane([&](auto s) { v.s_[s] = superlane::load_unaligned(p + s * superlane_width); });
+      return v;
+    }
     n = std::min(n, Lanes);
     for (std::size_t s = 0; s < superlanes; ++s) {
       const std::size_t first = s * superlane_width;
-      if (first >= n) break;
-      v.s_[s] = arch::load_partial<T, Arch>(p + first, n - first);
+      v.s_[s] = first < n ? arch::load_partial<T, Arch>(p + first, n - first) : superlane(T(0));
     }
     return v;
   }
   /// Stores all Lanes elements to p.
-  void store(T* p) const noexcept { store(p, Lanes); }
+  TSTREAM_ALWAYS_INLINE void store(T* p) const noexcept { store(p, Lanes); }
   /// Stores the first min(n, Lanes) lanes to p; writes nothing at or past p + n.
-  void store(T* p, std::size_t n) const noexcept {
+  TSTREAM_ALWAYS_INLINE void store(T* p, std::size_t n) const noexcept {
+    if (n >= Lanes && last_width == superlane_width) {
+      each_superlane([&](auto s) { s_[s].store_unaligned(p + s * superlane_width); });
+      return;
+    }
     n = std::min(n, Lanes);
     for (std::size_t s = 0; s < superlanes; ++s) {
       const std::size_t first = s * superlane_width;
@@ -76,16 +87,16 @@ class vec {
   /// Applies f to every superlane: f(superlane) -> superlane. The building
   /// block of the VXM's lane-wise operations.
   template <class F>
-  [[nodiscard]] friend vec map(const vec& a, F&& f) noexcept {
-    vec r;
-    for (std::size_t s = 0; s < superlanes; ++s) r.s_[s] = f(a.s_[s]);
+  [[nodiscard]] TSTREAM_ALWAYS_INLINE friend vec map(const vec& a, F&& f) noexcept {
+    vec r(uninitialized);
+    each_superlane([&](auto s) { r.s_[s] = f(a.s_[s]); });
     return r;
   }
   /// Applies f lane-wise to two vectors: f(superlane, superlane) -> superlane.
   template <class F>
-  [[nodiscard]] friend vec zip(const vec& a, const vec& b, F&& f) noexcept {
-    vec r;
-    for (std::size_t s = 0; s < superlanes; ++s) r.s_[s] = f(a.s_[s], b.s_[s]);
+  [[nodiscard]] TSTREAM_ALWAYS_INLINE friend vec zip(const vec& a, const vec& b, F&& f) noexcept {
+    vec r(uninitialized);
+    each_superlane([&](auto s) { r.s_[s] = f(a.s_[s], b.s_[s]); });
     return r;
   }
 
@@ -102,9 +113,9 @@ class vec {
   vec& operator*=(const vec& b) noexcept { return *this = *this * b; }
 
   /// a * b + c lane-wise, one rounding (fused multiply-add where the ISA has it).
-  [[nodiscard]] friend vec fma(const vec& a, const vec& b, const vec& c) noexcept {
-    vec r;
-    for (std::size_t s = 0; s < superlanes; ++s) r.s_[s] = arch::fma<T, Arch>(a.s_[s], b.s_[s], c.s_[s]);
+  [[nodiscard]] TSTREAM_ALWAYS_INLINE friend vec fma(const vec& a, const vec& b, const vec& c) noexcept {
+    vec r(uninitialized);
+    each_superlane([&](auto s) { r.s_[s] = arch::fma<T, Arch>(a.s_[s], b.s_[s], c.s_[s]); });
     return r;
   }
   [[nodiscard]] friend vec min(const vec& a, const vec& b) noexcept { return zip(a, b, [](auto x, auto y) { return xsimd::min(x, y); }); }
@@ -128,6 +139,23 @@ class vec {
   }
 
  private:
+  // Every superlane is written before it is read (map, zip, fma, load): no
+  // zero fill first. A 320-lane vec is 1280 bytes, more than GCC keeps in
+  // registers, so a fill it cannot see through became a memset per chunk.
+  struct uninitialized_t {};
+  static constexpr uninitialized_t uninitialized{};
+  TSTREAM_ALWAYS_INLINE explicit vec(uninitialized_t) noexcept {}
+
+  // f(s) for s = 0 .. superlanes - 1, s a compile-time constant: unrolled
+  // whatever the count (GCC peels at most 16 iterations of a loop itself;
+  // a 320-lane vec has 20 or 40 superlanes).
+  template <class F>
+  TSTREAM_ALWAYS_INLINE static void each_superlane(F&& f) noexcept {
+    [&]<std::size_t... s>(std::index_sequence<s...>) {
+      (f(std::integral_constant<std::size_t, s>{}), ...);
+    }(std::make_index_sequence<superlanes>{});
+  }
+
   // Folds one register's lanes left to right (xsimd 8 has no horizontal max).
   template <class ScalarOp>
   static T hfold(const superlane& b, ScalarOp sop) noexcept {

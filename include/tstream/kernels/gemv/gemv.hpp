@@ -49,13 +49,16 @@ struct gemv_options {
 namespace detail::gemv {
 
 // Activations ready for a policy: groups of the padded K, and the tail.
+// No member initializers: a call's array of them is left uninitialized and
+// prepare() writes every field of the ones it uses (zeroing all 16 and
+// copying each one in cost a memset and a store-forwarding stall per call).
 template <class X>
 struct prepared {
-  const X* main = nullptr;   // full groups
-  index_t main_groups = 0;
-  X tail[4] = {};            // one zero-padded group (exact policies), if any
-  bool has_tail = false;
-  float x_scale = 1.f;       // int8 fast mode: x ~= x_scale * (code)
+  const X* main;     // full groups
+  index_t main_groups;
+  X tail[4];         // one zero-padded group (exact policies), if any
+  bool has_tail;
+  float x_scale;     // int8 fast mode: x ~= x_scale * (code)
 };
 
 // Per-thread scratch reused across calls (no allocation in steady state).
@@ -66,8 +69,10 @@ inline std::uint32_t* scratch(std::size_t words) {
 }
 
 template <class Policy>
-prepared<typename Policy::x_type> prepare(const float* x, index_t k, index_t kp, std::uint32_t* work) {
-  prepared<typename Policy::x_type> p;
+void prepare(prepared<typename Policy::x_type>& p, const float* x, index_t k, index_t kp, std::uint32_t* work) {
+  p.has_tail = false;
+  p.x_scale = 1.f;
+  for (auto& t : p.tail) t = typename Policy::x_type(0);
   if constexpr (std::is_same_v<typename Policy::x_type, float>) {
     p.main = x;
     p.main_groups = k / Policy::group;
@@ -87,7 +92,6 @@ prepared<typename Policy::x_type> prepare(const float* x, index_t k, index_t kp,
     p.main = work;
     p.main_groups = kp / 4;
   }
-  return p;
 }
 
 // Rows of a batch handled together per panel (their accumulators live in L1).
@@ -125,23 +129,25 @@ void run_share(const resident_weights<Wt>& w, const share_info& s, const prepare
           fn(base, row_elems, xm.tail, groups_total, 1, acc[m], groups_total > 0);
         // VXM: dequantize, then the user's epilogue, on the panel in registers.
         using V = vec<float>;
-        V v;
-        const std::size_t row0 = std::size_t(p.row_begin);
+        const std::size_t row0 = std::size_t(p.row_begin), rows = std::size_t(p.rows);
         const std::size_t packed_row0 = (p.offset / std::size_t(w.padded_cols()));  // rows before this panel
-        if constexpr (std::is_same_v<Policy, i8_exact>) {
-          v = V::load(acc[m], std::size_t(p.rows)) * V::load(w.scales() + packed_row0, std::size_t(p.rows));
-        } else if constexpr (std::is_same_v<Policy, i8_dot>) {
-          // sum((code + 128) w) - 128 sum(w) = sum(code w), exactly in int32.
-          alignas(64) float tmp[max_rows];
-          for (index_t r = 0; r < p.rows; ++r)
-            tmp[r] = dequantize(float(acc[m][r] - 128 * w.row_sums()[packed_row0 + std::size_t(r)]),
-                                w.scales()[packed_row0 + std::size_t(r)], xm.x_scale);
-          v = V::load(tmp, std::size_t(p.rows));
-        } else {
-          v = V::load(acc[m], std::size_t(p.rows));
-        }
-        v = epilogue(v, row0);
-        v.store(y + std::size_t(m0 + m) * std::size_t(ldy) + row0, std::size_t(p.rows));
+        const V v = [&] {
+          if constexpr (std::is_same_v<Policy, i8_exact>) {
+            return V::load(acc[m], rows) * V::load(w.scales() + packed_row0, rows);
+          } else if constexpr (std::is_same_v<Policy, i8_dot>) {
+            // sum((code + 128) w) - 128 sum(w) = sum(code w), exactly in int32.
+            alignas(64) float tmp[max_rows];
+            for (index_t r = 0; r < p.rows; ++r)
+              tmp[r] = dequantize(float(acc[m][r] - 128 * w.row_sums()[packed_row0 + std::size_t(r)]),
+                                  w.scales()[packed_row0 + std::size_t(r)], xm.x_scale);
+            return V::load(tmp, rows);
+          } else {
+            return V::load(acc[m], rows);
+          }
+        }();
+        float* const out = y + std::size_t(m0 + m) * std::size_t(ldy) + row0;
+        if constexpr (std::is_same_v<Epilogue, vxm::identity>) v.store(out, rows);  // no copy through the stage
+        else epilogue(v, row0).store(out, rows);
       }
     }
   }
@@ -159,7 +165,7 @@ void run(thread_team& team, const resident_weights<Wt>& w, const float* x, index
     const index_t mb = std::min(batch_block, m_count - m0);
     prepared<X> xs[batch_block];
     for (index_t m = 0; m < mb; ++m)
-      xs[m] = prepare<Policy>(x + (m0 + m) * ldx, k, kp, work ? work + std::size_t(m) * words : nullptr);
+      prepare<Policy>(xs[m], x + (m0 + m) * ldx, k, kp, work ? work + std::size_t(m) * words : nullptr);
     // Captured by value, so a worker finds the whole job in the team's slot
     // (thread_team::run_copy) instead of fetching each capture from this
     // stack frame after it: one dependent cache-line transfer less per call.
