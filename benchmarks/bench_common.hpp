@@ -44,6 +44,7 @@ void register_gemv_peers();    // gemv_peers.cpp: BM_gemv[_cold] for eigen, open
 void register_gemv_tstream();  // gemv_tstream.cpp: BM_gemv[_cold]/tstream*, when compiled in
 void register_attention();     // attention.cpp: BM_attn_decode, when compiled in
 void register_gemm();          // gemm.cpp: BM_gemm for tstream and its peers, when compiled in
+void register_stream();        // stream.cpp: BM_stream, VXM pipelines against Eigen array expressions
 void add_peer_context();       // gemv_peers.cpp: library versions and configuration
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 //   BM_gemv[_cold]/<impl>/<wtype>/<N>x<K>/threads:<t>  gemv_peers.cpp, gemv_tstream.cpp
 //   BM_attn_decode/...                                 attention.cpp
 //   BM_gemm/<impl>/<type>/<M>x<N>x<K>/threads:<t>      gemm.cpp
+//   BM_stream/<impl>/f32/<chain>_<n>/threads:1         stream.cpp
 //
 // Select one with --benchmark_filter, e.g. --benchmark_filter='BM_gemv/onednn/.*'.
 #include <cstring>
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
 #if defined(TSTREAM_BENCH_HAVE_GEMM)
   register_gemm();
 #endif
+  register_stream();
 
   // This binary's default minimum time per benchmark is 0.25 s (Google
   // Benchmark's is 0.5 s) so the whole run stays within minutes on 2 cores;

@@ -4,7 +4,7 @@
 // context in the layout decode attention streams, and each token is
 //
 //   h = x + Wo attention(Wqkv rmsnorm(x))          GEMV, KV append, decode attention, GEMV + residual
-//   x = h + Wdown (silu(g) * u), [g; u] = Wgu rmsnorm(h)   GEMV, glue, GEMV + residual
+//   x = h + Wdown (silu(g) * u), [g; u] = Wgu rmsnorm(h)   GEMV, a VXM stream, GEMV + residual
 //
 // with no allocation per token. (Positional rotation and the norms' learned
 // gains are left out: they are a few lines of glue each, not kernels.)
@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
                      gu = n(2 * ffn), act = n(ffn);
   const std::span<const float> q(qkv.data(), std::size_t(q_dim)), k(qkv.data() + q_dim, std::size_t(kv_dim)),
       v(qkv.data() + q_dim + kv_dim, std::size_t(kv_dim));
+  const std::span<const float> gate(gu.data(), std::size_t(ffn)), up(gu.data() + ffn, std::size_t(ffn));
   namespace vxm = tstream::vxm;
 
   // One token of the layer; the first few warm the caches and the team.
@@ -99,10 +100,7 @@ int main(int argc, char** argv) {
     tstream::gemv(team, wo, attn, h, vxm::add(tstream::mem::read(std::span<const float>(x))));  // h = x + Wo attn
     rms_norm(h, xn);
     tstream::gemv(team, wgu, xn, gu);
-    for (index_t i = 0; i < ffn; ++i) {                                   // SwiGLU glue
-      const float g = gu[std::size_t(i)];
-      act[std::size_t(i)] = g / (1.f + std::exp(-g)) * gu[std::size_t(ffn + i)];
-    }
+    (tstream::mem::read(gate) | vxm::silu{} | vxm::mul(tstream::mem::read(up)) | tstream::mem::write(act)).run();  // SwiGLU
     tstream::gemv(team, wdown, act, x, vxm::add(tstream::mem::read(std::span<const float>(h))));  // x = h + Wdown act
   };
   for (int t = 0; t < warm; ++t) step();

@@ -121,6 +121,22 @@ template <class T, class Arch>
   return xsimd::fma(a, b, c);
 }
 
+/// p 2^n, lane-wise, for n a whole number in [-150, 128] (held as a float)
+/// and p in [0.5, 2): rounded once where the result is subnormal, +inf where
+/// it overflows. AVX-512: one vscalefps. Elsewhere n is split in two halves,
+/// one added to p's exponent bits and 2^(the other) multiplied in, so
+/// neither leaves the exponent field's range.
+template <class Arch>
+[[nodiscard]] inline batch<float, Arch> scale_pow2(const batch<float, Arch>& p, const batch<float, Arch>& n) noexcept {
+#if defined(__AVX512F__)
+  if constexpr (width<float, Arch> == 16) return batch<float, Arch>(_mm512_scalef_ps(p, n));
+#endif
+  using I = batch<std::int32_t, Arch>;
+  const I ni = xsimd::to_int(n), half = ni >> 1;
+  const batch<float, Arch> p_half = xsimd::bitwise_cast<batch<float, Arch>>(xsimd::bitwise_cast<I>(p) + (half << 23));
+  return p_half * xsimd::bitwise_cast<batch<float, Arch>>((ni - half + I(127)) << 23);
+}
+
 /// The 32-bit lanes of register j of a packed array of S (float, bf16
 /// pairs or int8 quads: four bytes per lane whatever S is).
 template <class S, class Arch = native>

@@ -74,6 +74,20 @@ class vec {
     }
   }
 
+  /// Builds a vec superlane by superlane: superlane j is f(j), j a
+  /// std::integral_constant (so f may index compile-time tables by it).
+  template <class F>
+  [[nodiscard]] TSTREAM_ALWAYS_INLINE static vec generate(F&& f) noexcept {
+    vec v(uninitialized);
+    each_superlane([&](auto j) { v.s_[j] = f(j); });
+    return v;
+  }
+  /// Lanes of superlane j that belong to the vec: superlane_width, or
+  /// last_width for the last one.
+  [[nodiscard]] static constexpr std::size_t lanes_in(std::size_t j) noexcept {
+    return j + 1 == superlanes ? last_width : superlane_width;
+  }
+
   /// Superlane s (registers s * superlane_width .. + superlane_width).
   [[nodiscard]] superlane& operator[](std::size_t s) noexcept { return s_[s]; }
   [[nodiscard]] const superlane& operator[](std::size_t s) const noexcept { return s_[s]; }

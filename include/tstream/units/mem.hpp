@@ -1,8 +1,10 @@
 // MEM: the memory unit. Reads tensors into streams and writes streams back.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "tstream/core/error.hpp"
@@ -24,6 +26,16 @@ class reader : public stream_node {
   [[nodiscard]] vec_type at(std::size_t first) const noexcept {
     return first >= data_.size() ? vec_type() : vec_type::load(data_.data() + first, data_.size() - first);
   }
+  /// Superlane j of at(first).
+  [[nodiscard]] typename vec_type::superlane superlane(std::size_t first, std::size_t j) const noexcept {
+    using B = typename vec_type::superlane;
+    const std::size_t off = first + j * vec_type::superlane_width;
+    if (vec_type::lanes_in(j) == B::size && off + B::size <= data_.size()) [[likely]]
+      return B::load_unaligned(data_.data() + off);
+    if (off >= data_.size()) return B(std::remove_const_t<T>(0));
+    const std::size_t n = std::min(vec_type::lanes_in(j), data_.size() - off);
+    return arch::load_partial<std::remove_const_t<T>, typename vec_type::arch_type>(data_.data() + off, n);
+  }
   /// The array it streams, for tstream::for_each_read.
   template <class F>
   void for_each_read(F& f) const {
@@ -44,6 +56,16 @@ class writer : public stream_node {
   }
   [[nodiscard]] std::size_t size() const noexcept { return data_.size(); }
   void put(const vec<T, Lanes>& v, std::size_t first, std::size_t n) const noexcept { v.store(data_.data() + first, n); }
+  /// put() for superlane j of the chunk alone (n > j x the superlane width).
+  void put_superlane(const typename vec<T, Lanes>::superlane& x, std::size_t first, std::size_t j,
+                     std::size_t n) const noexcept {
+    using V = vec<T, Lanes>;
+    const std::size_t off = j * V::superlane_width;
+    if (V::lanes_in(j) == V::superlane_width && off + V::superlane_width <= n) [[likely]]
+      x.store_unaligned(data_.data() + first + off);
+    else
+      arch::store_partial<T, typename V::arch_type>(data_.data() + first + off, x, std::min(V::lanes_in(j), n - off));
+  }
 
  private:
   std::span<T> data_;

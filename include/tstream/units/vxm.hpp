@@ -1,28 +1,56 @@
 // VXM: the vector unit. Lane-wise stages applied to vectors in registers, so
 // a chain like bias + SiLU costs no extra pass over memory.
 //
-// Each stage is a small callable object: stage(v, first) -> v. Scalars are
-// broadcast; a stage taking a source (add(bias)) reads the elements of it
-// that line up with v's lanes. NaN propagates (relu(NaN), silu(NaN) and gelu(NaN) are NaN); the
+// Each stage is a small callable object: stage(v, first) -> v, and the same
+// one register at a time, stage.superlane(x, first, j) (stream.hpp). Scalars
+// are broadcast; a stage taking a source (add(bias), mul(up)) reads the
+// elements of it that line up with v's lanes. NaN propagates (relu(NaN), silu(NaN) and gelu(NaN) are NaN); the
 // infinities go to the functions' limits: relu(-inf) = 0, silu(+inf) = +inf,
 // silu(-inf) = gelu(-inf) = -0, gelu(+inf) = +inf.
 #pragma once
 
 #include <cstddef>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
+#include "tstream/core/math.hpp"
 #include "tstream/core/stream.hpp"
 #include "tstream/core/view.hpp"
 
 namespace tstream::vxm {
 
+namespace detail {
+// A stage's vec form from its superlane form (stream.hpp): the same
+// function, superlane by superlane, so both forms give the same bits.
+template <class Stage, class V>
+[[nodiscard]] TSTREAM_ALWAYS_INLINE V by_superlane(const Stage& st, const V& v, std::size_t first) noexcept {
+  return V::generate([&](auto j) { return st.superlane(v[j], first, j); });
+}
+
+// x sigmoid(z) = x / (1 + e^-z) for one register, z given as -z; where e^-z
+// overflows (x or z toward -inf) the quotient's limit is -0, not -inf / inf.
+template <class B>
+[[nodiscard]] inline B times_sigmoid(const B& x, const B& minus_z) noexcept {
+  using T = typename B::value_type;
+  B e;
+  if constexpr (std::is_same_v<T, float>) e = tstream::exp(minus_z);  // explicit FMAs: the same bits under any -ffp-contract
+  else e = xsimd::exp(minus_z);
+  const B d = B(T(1)) + e;
+  return xsimd::select(d == B(std::numeric_limits<T>::infinity()), B(T(-0.0)), x / d);
+}
+}  // namespace detail
+
 /// v * a.
 template <class T>
 struct scale {
   T a;
+  template <class B>
+  [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept {
+    return x * B(static_cast<typename B::value_type>(a));
+  }
   template <class V>
-  [[nodiscard]] V operator()(const V& v, std::size_t) const noexcept { return v * static_cast<typename V::value_type>(a); }
+  [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return detail::by_superlane(*this, v, first); }
 };
 template <class T> scale(T) -> scale<T>;
 
@@ -30,8 +58,12 @@ template <class T> scale(T) -> scale<T>;
 template <class T>
 struct add_scalar {
   T b;
+  template <class B>
+  [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept {
+    return x + B(static_cast<typename B::value_type>(b));
+  }
   template <class V>
-  [[nodiscard]] V operator()(const V& v, std::size_t) const noexcept { return v + static_cast<typename V::value_type>(b); }
+  [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return detail::by_superlane(*this, v, first); }
 };
 
 /// v + (the matching chunk of another stream), e.g. a bias.
@@ -42,6 +74,13 @@ struct add_stream {
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept {
     static_assert(std::is_same_v<V, typename Src::vec_type>, "tstream::vxm::add: both streams must have the same vec type");
     return v + other.at(first);
+  }
+  /// Only where the other stream has superlane access too.
+  [[nodiscard]] typename Src::vec_type::superlane superlane(const typename Src::vec_type::superlane& x, std::size_t first,
+                                                            std::size_t j) const noexcept
+    requires superlane_source<Src>
+  {
+    return x + other.superlane(first, j);
   }
   template <class F>
   void for_each_read(F& f) const {
@@ -56,45 +95,74 @@ template <class B>
   else return add_scalar<B>{b};
 }
 
+/// v * (the matching chunk of another stream), e.g. SwiGLU's up projection.
+template <source Src>
+struct mul_stream {
+  Src other;
+  template <class V>
+  [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept {
+    static_assert(std::is_same_v<V, typename Src::vec_type>, "tstream::vxm::mul: both streams must have the same vec type");
+    return v * other.at(first);
+  }
+  /// Only where the other stream has superlane access too.
+  [[nodiscard]] typename Src::vec_type::superlane superlane(const typename Src::vec_type::superlane& x, std::size_t first,
+                                                            std::size_t j) const noexcept
+    requires superlane_source<Src>
+  {
+    return x * other.superlane(first, j);
+  }
+  template <class F>
+  void for_each_read(F& f) const {
+    tstream::for_each_read(other, f);
+  }
+};
+
+/// v * b: b is a scalar (the same as scale(b)) or a source stream, e.g.
+/// SwiGLU: mem::read(gate) | vxm::silu{} | vxm::mul(mem::read(up)).
+template <class B>
+[[nodiscard]] auto mul(B b) {
+  if constexpr (source<B>) return mul_stream<B>{std::move(b)};
+  else return scale<B>{b};
+}
+
 /// max(v, 0).
 struct relu {
-  template <class V>
-  [[nodiscard]] V operator()(const V& v, std::size_t) const noexcept {
-    using T = typename V::value_type;
-    return map(v, [](auto x) { return xsimd::select(x < decltype(x)(T(0)), decltype(x)(T(0)), x); });
+  template <class B>
+  [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept {
+    using T = typename B::value_type;
+    return xsimd::select(x < B(T(0)), B(T(0)), x);
   }
+  template <class V>
+  [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return detail::by_superlane(*this, v, first); }
 };
 
 /// SiLU (swish): v / (1 + exp(-v)).
 struct silu {
+  template <class B>
+  [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept { return detail::times_sigmoid(x, -x); }
   template <class V>
-  [[nodiscard]] V operator()(const V& v, std::size_t) const noexcept {
-    using T = typename V::value_type;
-    return map(v, [](auto x) {
-      using B = decltype(x);
-      const B d = B(T(1)) + xsimd::exp(-x);
-      // x -> -inf (or exp overflowing) gives -inf / inf; the limit is -0.
-      return xsimd::select(d == B(std::numeric_limits<T>::infinity()), B(T(-0.0)), x / d);
-    });
-  }
+  [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return detail::by_superlane(*this, v, first); }
 };
 
-/// GELU, tanh approximation: 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))).
+/// GELU, tanh approximation: 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))),
+/// computed as v sigmoid(2 u) with u the tanh's argument (the same function,
+/// since 1 + tanh(u) = 2 sigmoid(2 u)): no tanh, and no 1 + tanh(u) that
+/// cancels for negative v.
 struct gelu {
-  template <class V>
-  [[nodiscard]] V operator()(const V& v, std::size_t) const noexcept {
-    using T = typename V::value_type;
-    return map(v, [](auto x) {
-      using B = decltype(x);
-      const B inner = B(T(0.7978845608028654)) * xsimd::fma(B(T(0.044715)) * x, x * x, x);
-      const B g = B(T(0.5)) * x * (B(T(1)) + xsimd::tanh(inner));
-      return xsimd::select(x == B(-std::numeric_limits<T>::infinity()), B(T(-0.0)), g);  // -inf x 0 would be NaN
-    });
+  template <class B>
+  [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept {
+    using T = typename B::value_type;
+    const B minus_2u = B(T(-2 * 0.7978845608028654)) * xsimd::fma(B(T(0.044715)) * x, x * x, x);
+    return detail::times_sigmoid(x, minus_2u);
   }
+  template <class V>
+  [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return detail::by_superlane(*this, v, first); }
 };
 
 /// The identity stage: what an epilogue is when there is none.
 struct identity {
+  template <class B>
+  [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept { return x; }
   template <class V>
   [[nodiscard]] V operator()(const V& v, std::size_t) const noexcept { return v; }
 };
@@ -106,6 +174,12 @@ struct chain {
   B b;
   template <class V>
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return b(a(v, first), first); }
+  template <class X>
+  [[nodiscard]] X superlane(const X& x, std::size_t first, std::size_t j) const noexcept
+    requires requires { a.superlane(x, first, j); b.superlane(x, first, j); }
+  {
+    return b.superlane(a.superlane(x, first, j), first, j);
+  }
   template <class F>
   void for_each_read(F& f) const {
     tstream::for_each_read(a, f);

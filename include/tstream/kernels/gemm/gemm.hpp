@@ -211,12 +211,24 @@ void epilogue_pass(const problem<Atom, Wt, Epilogue>& pr, index_t i0, index_t i1
   if (!has_stage && !has_residual) return;
   for (index_t i = i0; i < i1; ++i) {
     float* row = pr.c + i * pr.ldc;
+    const float* res = has_residual ? pr.residual.data() + i * pr.residual.ld() : nullptr;
     for (index_t j = j0; j < j1; j += index_t(V::lanes)) {
       const std::size_t n = std::size_t(j1 - j);
-      V v = V::load(row + j, n);
-      if constexpr (has_stage) v = (*pr.epilogue)(v, std::size_t(j));
-      if (has_residual) v = v + V::load(pr.residual.data() + i * pr.residual.ld() + j, n);
-      v.store(row + j, n);
+      if constexpr (!has_stage || superlane_stage<Epilogue, V>) {  // one register at a time (stream.hpp)
+        for (std::size_t s = 0; s < V::superlanes && s * W < n; ++s) {
+          const std::size_t cnt = std::min(W, n - s * W);
+          float* const out = row + j + index_t(s * W);
+          fbatch x = arch::load_partial(out, cnt);
+          if constexpr (has_stage) x = pr.epilogue->superlane(x, std::size_t(j), s);
+          if (has_residual) x = x + arch::load_partial(res + j + index_t(s * W), cnt);
+          arch::store_partial(out, x, cnt);
+        }
+      } else {
+        V v = V::load(row + j, n);
+        v = (*pr.epilogue)(v, std::size_t(j));
+        if (has_residual) v = v + V::load(res + j, n);
+        v.store(row + j, n);
+      }
     }
   }
 }

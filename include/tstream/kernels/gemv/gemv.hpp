@@ -146,8 +146,14 @@ void run_share(const resident_weights<Wt>& w, const share_info& s, const prepare
           }
         }();
         float* const out = y + std::size_t(m0 + m) * std::size_t(ldy) + row0;
-        if constexpr (std::is_same_v<Epilogue, vxm::identity>) v.store(out, rows);  // no copy through the stage
-        else epilogue(v, row0).store(out, rows);
+        if constexpr (std::is_same_v<Epilogue, vxm::identity>) {
+          v.store(out, rows);  // no copy through the stage
+        } else if constexpr (superlane_stage<Epilogue, V>) {  // one register at a time through the stage (stream.hpp)
+          for (std::size_t j = 0; j < V::superlanes && j * W < rows; ++j)
+            arch::store_partial(out + j * W, epilogue.superlane(v[j], row0, j), std::min(W, rows - j * W));
+        } else {
+          epilogue(v, row0).store(out, rows);
+        }
       }
     }
   }
