@@ -122,6 +122,17 @@ def main(path):
                 r = lambda a, b: f"{a / b:.2f}x" if a and b else "-"
                 p(f"| {shape} | {n} | {gf(name('tstream'))} | {gf(name('tstream_prepared'))} | {gf(name('onednn'))} | "
                   f"{r(ts, best)} | {r(tp, best)} | {r(ts, f32)} |")
+    stream_sizes = sorted({int(r.split("_")[-1].split("/")[0]) for r in rows if r.startswith("BM_stream/")})
+    if stream_sizes:
+        p("\n#### VXM stream, bias + SiLU (y = silu(x + b)), one thread: GB/s of x, b and y (frac_of_bw)\n")
+        p("| n | tstream | eigen | tstream / eigen |")
+        p("|---|---|---|---|")
+        for n in stream_sizes:
+            name = lambda impl: f"BM_stream/{impl}/f32/bias_silu_{n}/threads:1"
+            ts, e = get(name("tstream"), "bytes_per_second"), get(name("eigen"), "bytes_per_second")
+            cell = lambda impl: (f"{get(name(impl), 'bytes_per_second') / 1e9:.1f} ({get(name(impl), 'frac_of_bw') or 0:.2f})"
+                                 if get(name(impl), "bytes_per_second") else "-")
+            p(f"| {n} | {cell('tstream')} | {cell('eigen')} | " + (f"{ts / e:.2f}x" if ts and e else "-") + " |")
     print("\n".join(out))
 
 
