@@ -69,6 +69,32 @@ TEST_CASE("math: exp is within 2e-7 relative where e^x is normal, rounds subnorm
   CHECK(e[12] == 0.f);
 }
 
+TEST_CASE("math: scale_pow2 is p 2^n exactly rounded, on the native registers and the portable path") {
+  const auto check = [](auto tag) {
+    using A = decltype(tag);
+    using BA = tstream::arch::batch<float, A>;
+    constexpr std::size_t WA = BA::size;
+    alignas(64) float p[WA], n[WA], out[WA];
+    for (int e = -150; e <= 128; ++e)
+      for (float base : {0.5f, 0.70710677f, 1.f, 1.4142135f, 1.9999999f}) {
+        for (std::size_t l = 0; l < WA; ++l) {
+          p[l] = std::min(base * (1.f + float(l) * 1e-3f), 1.9999999f);  // p in [0.5, 2)
+          n[l] = float(e);
+        }
+        tstream::arch::scale_pow2(BA::load_aligned(p), BA::load_aligned(n)).store_aligned(out);
+        for (std::size_t l = 0; l < WA; ++l) {
+          CAPTURE(e);
+          CAPTURE(p[l]);
+          REQUIRE(out[l] == std::ldexp(p[l], e));  // ldexp rounds once, to nearest even, and overflows to inf
+        }
+      }
+  };
+  check(tstream::arch::native{});
+#if XSIMD_WITH_AVX2
+  check(xsimd::avx2{});  // 8 lanes: the exponent-split path even on an AVX-512 build
+#endif
+}
+
 TEST_CASE("math: exp2 is within 2e-7 relative below 127.5 and exactly 0 below -126") {
   const auto xs = sweep(-130.0, 127.4, 1e-3);
   const auto ys = apply(xs, [](const B& x) { return tstream::exp2(x); });

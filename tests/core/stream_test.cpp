@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "reliability/common.hpp"
 #include "tstream/core/stream.hpp"
 #include "tstream/units/mem.hpp"
 #include "tstream/units/vxm.hpp"
@@ -61,15 +62,7 @@ TEST_CASE("stream: relu, gelu and then() compose") {
 }
 
 namespace {
-// A stage with only the vec form: a chain holding one runs on the vec path.
-template <class St>
-struct vec_only {
-  St st;
-  template <class V>
-  V operator()(const V& v, std::size_t first) const noexcept { return st(v, first); }
-};
-template <class St>
-vec_only(St) -> vec_only<St>;
+using rel::vec_only;
 
 template <std::size_t L>
 void check_paths_agree() {
@@ -95,6 +88,11 @@ void check_paths_agree() {
   }
 }
 }  // namespace
+
+// Streams of different lane counts do not compose: add(read<7>) takes only vec<float, 7>.
+static_assert(tstream::stage_for<tstream::vxm::add_stream<tstream::mem::reader<const float, 7>>, tstream::vec<float, 7>>);
+static_assert(!tstream::stage_for<tstream::vxm::add_stream<tstream::mem::reader<const float, 7>>, tstream::vec<float, 16>>);
+static_assert(!tstream::stage_for<tstream::vxm::mul_stream<tstream::mem::reader<const float, 7>>, tstream::vec<float, 16>>);
 
 TEST_CASE("stream: the superlane path (every node has it) and the vec path give the same bits") {
   check_paths_agree<320>();

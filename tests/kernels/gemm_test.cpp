@@ -335,6 +335,14 @@ TEST_CASE_TEMPLATE("gemm: alpha, beta, bias, activations and residual match the 
     const auto relu = staged(base, vxm::relu{});
     for (std::size_t e = 0; e < c.size(); ++e) REQUIRE(rel::bits(c[e]) == rel::bits(relu[e] + res[e]));
   }
+  SUBCASE("a stage with only the vec form takes the vec path, with the same bits") {
+    const auto silu = vxm::then(vxm::add(tstream::mem::read(bias)), vxm::silu{});
+    const auto opt = tstream::gemm_options{.residual = matrix_view<const float>(res.data(), m, n)};
+    tstream::gemm(team, A, w, C, silu, opt);
+    std::vector<float> by_vec(c.size());
+    tstream::gemm(team, A, w, matrix_view<float>(by_vec.data(), m, n), rel::vec_only{silu}, opt);
+    REQUIRE(rel::same_bits(by_vec, c));
+  }
 }
 
 TEST_CASE("gemm: NaN in a row of A reaches only that row of C") {

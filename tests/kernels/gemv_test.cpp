@@ -269,6 +269,10 @@ TEST_CASE("gemv: bias and a fused epilogue (bias + SiLU) match the plain loop") 
     const double t = double(base[std::size_t(i)] + b[std::size_t(i)]);
     REQUIRE(y[std::size_t(i)] == doctest::Approx(t / (1 + std::exp(-t))).epsilon(1e-5));
   }
+  // A stage with only the vec form takes the vec path: the same bits.
+  std::vector<float> by_vec(y.size());
+  tstream::gemv(team, rw, x, by_vec, rel::vec_only{vxm::then(vxm::add(tstream::mem::read(b)), vxm::silu{})});
+  REQUIRE(rel::same_bits(by_vec, y));
 }
 
 TEST_CASE("gemv: shares are contiguous, balanced and report where they live") {

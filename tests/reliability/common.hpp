@@ -11,6 +11,7 @@
 
 #include "tstream/arch/cpu.hpp"
 #include "tstream/core/error.hpp"
+#include "tstream/core/stream.hpp"
 
 namespace rel {
 
@@ -49,6 +50,21 @@ inline std::vector<float> random_vector(std::size_t n, unsigned seed, float lo =
 inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
+
+/// A VXM stage with only the vec form (no superlane form): a chain or an
+/// epilogue holding one takes the whole-vec path (core/stream.hpp).
+template <class St>
+struct vec_only {
+  St st;
+  template <class V>
+  V operator()(const V& v, std::size_t first) const noexcept { return st(v, first); }
+  template <class F>
+  void for_each_read(F& f) const {
+    tstream::for_each_read(st, f);
+  }
+};
+template <class St>
+vec_only(St) -> vec_only<St>;
 
 /// True when every element still holds `sentinel` (an output left untouched).
 inline bool untouched(const std::vector<float>& v, float sentinel) {

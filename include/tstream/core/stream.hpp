@@ -21,11 +21,14 @@
 //   sink    — sk.put_superlane(x, first, j, n): put(v, first, n) for
 //             superlane j of v alone.
 // When the source, every stage and the sink have it, run() streams each
-// register through the whole chain before loading the next. The vec form
-// builds every stage's whole 320-lane result first, and 1280 bytes do not
-// fit in the registers, so each stage's output went through the stack:
-// read | add(bias) | silu | write took 1.4-1.9x as long that way (1024
-// elements, in L1, Zen 4). Both forms give the same bits.
+// register through the whole chain before loading the next (working on
+// copies of the source and sink, made once per run: nodes are views,
+// pointers and sizes). The vec form builds every stage's whole 320-lane
+// result first, and a stage's input and output (2 x 1280 bytes of fp32)
+// do not fit in the 2048 bytes of AVX-512's registers, so each stage's
+// output went through the stack: read | add(bias) | silu | write took
+// 1.4-1.9x as long that way (1024 elements, in L1, Zen 4). Both forms give
+// the same bits.
 #pragma once
 
 #include <concepts>
@@ -114,6 +117,7 @@ class staged : public stream_node {
   staged(Src src, Stage st) : src_(std::move(src)), st_(std::move(st)) {}
   [[nodiscard]] std::size_t size() const noexcept { return src_.size(); }
   [[nodiscard]] vec_type at(std::size_t first) const noexcept { return st_(src_.at(first), first); }
+  /// Superlane j of at(first), where the source and the stage have the superlane form.
   [[nodiscard]] typename vec_type::superlane superlane(std::size_t first, std::size_t j) const noexcept
     requires superlane_source<Src> && superlane_stage<Stage, vec_type>
   {

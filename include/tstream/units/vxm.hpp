@@ -9,6 +9,7 @@
 // silu(-inf) = gelu(-inf) = -0, gelu(+inf) = +inf.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <limits>
 #include <type_traits>
@@ -28,8 +29,10 @@ template <class Stage, class V>
   return V::generate([&](auto j) { return st.superlane(v[j], first, j); });
 }
 
-// x sigmoid(z) = x / (1 + e^-z) for one register, z given as -z; where e^-z
-// overflows (x or z toward -inf) the quotient's limit is -0, not -inf / inf.
+// x sigmoid(z) = x / (1 + e^-z) for one register, z given as -z. Where e^-z
+// overflows (-z above about 88.7) the result is -0 rather than the
+// quotient's -inf / inf = NaN (for silu and gelu the true value there is
+// below 1e-36 in magnitude).
 template <class B>
 [[nodiscard]] inline B times_sigmoid(const B& x, const B& minus_z) noexcept {
   using T = typename B::value_type;
@@ -66,27 +69,48 @@ struct add_scalar {
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return detail::by_superlane(*this, v, first); }
 };
 
-/// v + (the matching chunk of another stream), e.g. a bias.
-template <source Src>
-struct add_stream {
+/// v op (the matching chunk of another stream): add(bias), mul(up). Only
+/// for vectors of the other stream's own type, so streams of different lane
+/// counts or element types do not compose (a compile error at `|` or at the
+/// kernel taking the epilogue).
+template <source Src, class Op>
+struct stream_op {
   Src other;
   template <class V>
+    requires std::same_as<V, typename Src::vec_type>
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept {
-    static_assert(std::is_same_v<V, typename Src::vec_type>, "tstream::vxm::add: both streams must have the same vec type");
-    return v + other.at(first);
+    return Op{}(v, other.at(first));
   }
-  /// Only where the other stream has superlane access too.
+  /// The same for superlane j, where the other stream has superlane access.
   [[nodiscard]] typename Src::vec_type::superlane superlane(const typename Src::vec_type::superlane& x, std::size_t first,
                                                             std::size_t j) const noexcept
     requires superlane_source<Src>
   {
-    return x + other.superlane(first, j);
+    return Op{}(x, other.superlane(first, j));
   }
   template <class F>
   void for_each_read(F& f) const {
     tstream::for_each_read(other, f);
   }
 };
+
+namespace detail {
+struct plus {
+  template <class A>
+  [[nodiscard]] A operator()(const A& a, const A& b) const noexcept { return a + b; }
+};
+struct times {
+  template <class A>
+  [[nodiscard]] A operator()(const A& a, const A& b) const noexcept { return a * b; }
+};
+}  // namespace detail
+
+/// v + (the matching chunk of another stream), e.g. a bias.
+template <source Src>
+using add_stream = stream_op<Src, detail::plus>;
+/// v * (the matching chunk of another stream), e.g. SwiGLU's up projection.
+template <source Src>
+using mul_stream = stream_op<Src, detail::times>;
 
 /// v + b: b is a scalar or a source stream.
 template <class B>
@@ -94,28 +118,6 @@ template <class B>
   if constexpr (source<B>) return add_stream<B>{std::move(b)};
   else return add_scalar<B>{b};
 }
-
-/// v * (the matching chunk of another stream), e.g. SwiGLU's up projection.
-template <source Src>
-struct mul_stream {
-  Src other;
-  template <class V>
-  [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept {
-    static_assert(std::is_same_v<V, typename Src::vec_type>, "tstream::vxm::mul: both streams must have the same vec type");
-    return v * other.at(first);
-  }
-  /// Only where the other stream has superlane access too.
-  [[nodiscard]] typename Src::vec_type::superlane superlane(const typename Src::vec_type::superlane& x, std::size_t first,
-                                                            std::size_t j) const noexcept
-    requires superlane_source<Src>
-  {
-    return x * other.superlane(first, j);
-  }
-  template <class F>
-  void for_each_read(F& f) const {
-    tstream::for_each_read(other, f);
-  }
-};
 
 /// v * b: b is a scalar (the same as scale(b)) or a source stream, e.g.
 /// SwiGLU: mem::read(gate) | vxm::silu{} | vxm::mul(mem::read(up)).
@@ -152,7 +154,7 @@ struct gelu {
   template <class B>
   [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept {
     using T = typename B::value_type;
-    const B minus_2u = B(T(-2 * 0.7978845608028654)) * xsimd::fma(B(T(0.044715)) * x, x * x, x);
+    const B minus_2u = B(T(-2 * 0.7978845608028654)) * arch::fma(B(T(0.044715)) * x, x * x, x);
     return detail::times_sigmoid(x, minus_2u);
   }
   template <class V>
@@ -161,6 +163,7 @@ struct gelu {
 
 /// The identity stage: what an epilogue is when there is none.
 struct identity {
+  /// x itself (the superlane form, stream.hpp).
   template <class B>
   [[nodiscard]] B superlane(const B& x, std::size_t, std::size_t) const noexcept { return x; }
   template <class V>
@@ -174,6 +177,7 @@ struct chain {
   B b;
   template <class V>
   [[nodiscard]] V operator()(const V& v, std::size_t first) const noexcept { return b(a(v, first), first); }
+  /// b(a(x)) for superlane j, where both stages have the superlane form.
   template <class X>
   [[nodiscard]] X superlane(const X& x, std::size_t first, std::size_t j) const noexcept
     requires requires { a.superlane(x, first, j); b.superlane(x, first, j); }
