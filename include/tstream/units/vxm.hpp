@@ -4,9 +4,10 @@
 // Each stage is a small callable object: stage(v, first) -> v, and the same
 // one register at a time, stage.superlane(x, first, j) (stream.hpp). Scalars
 // are broadcast; a stage taking a source (add(bias), mul(up)) reads the
-// elements of it that line up with v's lanes. NaN propagates (relu(NaN), silu(NaN) and gelu(NaN) are NaN); the
-// infinities go to the functions' limits: relu(-inf) = 0, silu(+inf) = +inf,
-// silu(-inf) = gelu(-inf) = -0, gelu(+inf) = +inf.
+// elements of it that line up with v's lanes. NaN propagates (relu(NaN),
+// silu(NaN) and gelu(NaN) are NaN); the infinities go to the functions'
+// limits: relu(-inf) = 0, silu(+inf) = +inf, silu(-inf) = gelu(-inf) = -0,
+// gelu(+inf) = +inf.
 #pragma once
 
 #include <concepts>
