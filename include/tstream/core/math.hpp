@@ -39,8 +39,9 @@ template <class Arch>
 /// is normal (1.7e-7 the largest over a sweep of [-87.3, 88.7] in steps of
 /// 1e-4; tests/core/math_test.cpp checks 2e-7 over [-110, 90] in steps of
 /// 1e-3); x > 88.72 gives +inf, x < -103.98 gives 0, subnormal results are
-/// within one subnormal step (not flushed), NaN gives NaN. x = n ln2 + r: n rounded by adding 1.5 2^23 (whose ulp is 1),
-/// r in two FMAs with ln2 split in a high and a low part; e^r by its
+/// within one subnormal step (not flushed), NaN gives NaN. x = n ln2 + r:
+/// n rounded by adding 1.5 2^23 (whose ulp is 1), r in two FMAs with ln2
+/// split in a high and a low part; e^r by its
 /// degree-7 Taylor polynomial on |r| <= ln2 / 2 in Estrin's scheme (three
 /// dependent FMAs where Horner takes seven); 2^n by arch::scale_pow2 (one
 /// instruction on AVX-512). A NaN passes through the final max(e^x, x),

@@ -12,6 +12,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -95,23 +96,12 @@ struct stream_op {
   }
 };
 
-namespace detail {
-struct plus {
-  template <class A>
-  [[nodiscard]] A operator()(const A& a, const A& b) const noexcept { return a + b; }
-};
-struct times {
-  template <class A>
-  [[nodiscard]] A operator()(const A& a, const A& b) const noexcept { return a * b; }
-};
-}  // namespace detail
-
 /// v + (the matching chunk of another stream), e.g. a bias.
 template <source Src>
-using add_stream = stream_op<Src, detail::plus>;
+using add_stream = stream_op<Src, std::plus<>>;
 /// v * (the matching chunk of another stream), e.g. SwiGLU's up projection.
 template <source Src>
-using mul_stream = stream_op<Src, detail::times>;
+using mul_stream = stream_op<Src, std::multiplies<>>;
 
 /// v + b: b is a scalar or a source stream.
 template <class B>
