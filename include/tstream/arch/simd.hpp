@@ -121,6 +121,29 @@ template <class T, class Arch>
   return xsimd::fma(a, b, c);
 }
 
+/// max(lo, x) lane-wise, a NaN x kept as NaN. x86's maxps returns its
+/// second operand when either is NaN (maxpd too), so x goes second: one instruction
+/// where a select on isnan(x) takes three.
+template <class T, class Arch>
+[[nodiscard]] inline batch<T, Arch> max_keep_nan(const batch<T, Arch>& lo, const batch<T, Arch>& x) noexcept {
+#if TSTREAM_ARCH_X86
+  return xsimd::max(lo, x);  // maxps(lo, x)
+#else
+  return xsimd::select(xsimd::isnan(x), x, xsimd::max(lo, x));
+#endif
+}
+
+/// min(max(x, lo), hi) lane-wise, a NaN x kept as NaN (see max_keep_nan).
+template <class T, class Arch>
+[[nodiscard]] inline batch<T, Arch> clamp_keep_nan(const batch<T, Arch>& x, const batch<T, Arch>& lo,
+                                                   const batch<T, Arch>& hi) noexcept {
+#if TSTREAM_ARCH_X86
+  return xsimd::min(hi, xsimd::max(lo, x));  // minps(hi, maxps(lo, x))
+#else
+  return xsimd::select(xsimd::isnan(x), x, xsimd::min(hi, xsimd::max(lo, x)));
+#endif
+}
+
 /// p 2^n, lane-wise, for n a whole number in [-150, 128] (held as a float)
 /// and p in [0.5, 2): rounded once where the result is subnormal, +inf where
 /// it overflows. AVX-512: one vscalefps. Elsewhere n is split in two halves,

