@@ -13,15 +13,16 @@ namespace tstream {
 
 namespace detail {
 // The range reduction both exponentials share: x = n + f with n an integer
-// and f in [-1/2, 1/2], x first clamped to -127 from below (NaN is restored
-// by the callers' final select).
+// and f in [-1/2, 1/2], x first clamped to -127 from below. A NaN passes the
+// clamp (arch::max_keep_nan) and every step after: exp2_scale's 2^n is then
+// 1 (n converts to INT_MIN), times a NaN p.
 template <class Arch>
 struct exp2_parts {
   xsimd::batch<float, Arch> n, f;
 };
 template <class Arch>
 [[nodiscard]] inline exp2_parts<Arch> exp2_reduce(const xsimd::batch<float, Arch>& x) noexcept {
-  const xsimd::batch<float, Arch> xc = xsimd::max(x, xsimd::batch<float, Arch>(-127.f));
+  const xsimd::batch<float, Arch> xc = arch::max_keep_nan(xsimd::batch<float, Arch>(-127.f), x);
   const xsimd::batch<float, Arch> n = xsimd::nearbyint(xc);
   return {n, xc - n};
 }
@@ -85,7 +86,7 @@ template <class Arch>
   p = arch::fma(p, f, B(2.4022650695910071e-01f));  // ln2^2 / 2!
   p = arch::fma(p, f, B(6.9314718055994531e-01f));  // ln2
   p = arch::fma(p, f, B(1.f));
-  return xsimd::select(x < B(-126.f), B(0.f), xsimd::select(xsimd::isnan(x), x, detail::exp2_scale(p, n)));
+  return xsimd::select(x < B(-126.f), B(0.f), detail::exp2_scale(p, n));
 }
 
 /// 2^x for -126 <= x <= 0, lane-wise, relative error below 1.1e-4 (a
@@ -105,7 +106,7 @@ template <class Arch>
   p = arch::fma(p, f, B(2.42210969e-01f));
   p = arch::fma(p, f, B(6.93282902e-01f));
   p = arch::fma(p, f, B(1.f));
-  return xsimd::select(xsimd::isnan(x), x, detail::exp2_scale(p, n));
+  return detail::exp2_scale(p, n);
 }
 
 }  // namespace tstream
