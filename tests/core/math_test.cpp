@@ -1,5 +1,6 @@
 // core/math.hpp: the lane-wise exponentials against double-precision
-// std::exp / std::exp2, over their whole documented ranges and at the edges.
+// std::exp / std::exp2, over their whole documented ranges and at the edges,
+// and the arch helpers they stand on.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "tstream/arch/simd.hpp"
 #include "tstream/core/math.hpp"
 
 namespace {
@@ -126,4 +128,51 @@ TEST_CASE("math: exp2_fast is within 1.1e-4 relative on [-126, 0], 1 at 0, 0 bel
   CHECK(e[1] == 0.f);
   CHECK(e[2] == 0.f);
   CHECK(std::isnan(e[3]));
+}
+
+TEST_CASE("math: arch::byte_to_top is the lane's signed byte times 2^24, on every register width") {
+  const auto check = [](auto tag) {
+    using A = decltype(tag);
+    using IA = tstream::arch::batch<std::int32_t, A>;
+    constexpr std::size_t WA = IA::size;
+    alignas(64) std::int32_t in[WA], out[4][WA];
+    for (int base = 0; base < 256; base += int(WA)) {
+      for (std::size_t l = 0; l < WA; ++l) {  // four different bytes per lane, every value in every position
+        const unsigned b = unsigned(base) + unsigned(l);
+        in[l] = std::int32_t(b | ((b * 7 + 1) & 255) << 8 | ((b * 13 + 2) & 255) << 16 | ((b * 29 + 3) & 255) << 24);
+      }
+      const IA v = IA::load_aligned(in);
+      tstream::arch::byte_to_top<0>(v).store_aligned(out[0]);
+      tstream::arch::byte_to_top<1>(v).store_aligned(out[1]);
+      tstream::arch::byte_to_top<2>(v).store_aligned(out[2]);
+      tstream::arch::byte_to_top<3>(v).store_aligned(out[3]);
+      for (std::size_t l = 0; l < WA; ++l)
+        for (int b = 0; b < 4; ++b) {
+          const auto byte = std::int8_t(std::uint8_t(std::uint32_t(in[l]) >> (8 * b)));
+          CAPTURE(in[l]);
+          CAPTURE(b);
+          REQUIRE(std::int64_t(out[b][l]) == std::int64_t(byte) * (std::int64_t(1) << 24));
+        }
+    }
+  };
+  check(tstream::arch::native{});
+#if XSIMD_WITH_AVX2
+  check(xsimd::avx2{});
+#endif
+#if XSIMD_WITH_SSE2
+  check(xsimd::sse2{});
+#endif
+}
+
+TEST_CASE("math: arch::max_keep_nan and clamp_keep_nan bound every number and keep a NaN") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> xs = {nan, -inf, -5.f, -1.f, 0.f, 2.f, 7.f, inf};
+  const auto lo = apply(xs, [](const B& x) { return tstream::arch::max_keep_nan(B(-1.f), x); });
+  const auto cl = apply(xs, [](const B& x) { return tstream::arch::clamp_keep_nan(x, B(-1.f), B(2.f)); });
+  CHECK(std::isnan(lo[0]));
+  CHECK(std::isnan(cl[0]));
+  for (std::size_t i = 1; i < xs.size(); ++i) {
+    CHECK(lo[i] == std::max(-1.f, xs[i]));
+    CHECK(cl[i] == std::clamp(xs[i], -1.f, 2.f));
+  }
 }

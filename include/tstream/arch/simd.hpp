@@ -175,6 +175,35 @@ template <int B, class Arch>
   else return (v << (24 - 8 * B)) >> 24;
 }
 
+/// Byte B (0 = lowest) of every 32-bit lane moved to the lane's top byte,
+/// the other three zero: the signed byte times 2^24, as an int32 (so its
+/// conversion to float is exact too). One vpshufb where signed_byte takes
+/// two shifts: exact int8 GEMV's four conversions per register cost 4
+/// shuffles instead of 7 shifts (512 x 512 panel kernel on one Zen 4 core,
+/// in L2: 21 -> 29-31 GB/s).
+template <int B, class Arch>
+[[nodiscard]] inline batch<std::int32_t, Arch> byte_to_top(const batch<std::int32_t, Arch>& v) noexcept {
+  using I = batch<std::int32_t, Arch>;
+  constexpr std::size_t W = width<std::int32_t, Arch>;
+  // vpshufb control, per 128-bit lane: dword d takes byte 4 d + B into its
+  // top byte; 0x80 zeroes the others.
+  constexpr int c0 = int((unsigned(B) << 24) | 0x808080u), c1 = c0 + (4 << 24), c2 = c0 + (8 << 24), c3 = c0 + (12 << 24);
+#if defined(__AVX512BW__)
+  if constexpr (W == 16)
+    return I(_mm512_shuffle_epi8(v, _mm512_set_epi32(c3, c2, c1, c0, c3, c2, c1, c0, c3, c2, c1, c0, c3, c2, c1, c0)));
+#endif
+#if defined(__AVX2__)
+  if constexpr (W == 8) return I(_mm256_shuffle_epi8(v, _mm256_set_epi32(c3, c2, c1, c0, c3, c2, c1, c0)));
+#endif
+#if defined(__SSSE3__)
+  if constexpr (W == 4) return I(_mm_shuffle_epi8(v, _mm_set_epi32(c3, c2, c1, c0)));
+#endif
+  (void)c3;
+  const I top(std::int32_t(0xFF000000u));
+  if constexpr (B == 3) return v & top;
+  else return (v << (24 - 8 * B)) & top;
+}
+
 /// The bf16 in the low half of every 32-bit lane, as fp32 (exact).
 template <class Arch>
 [[nodiscard]] inline batch<float, Arch> low_bf16(const batch<std::int32_t, Arch>& v) noexcept {

@@ -133,7 +133,7 @@ void run_share(const resident_weights<Wt>& w, const share_info& s, const prepare
         const std::size_t packed_row0 = (p.offset / std::size_t(w.padded_cols()));  // rows before this panel
         const V v = [&] {
           if constexpr (std::is_same_v<Policy, i8_exact>) {
-            return V::load(acc[m], rows) * V::load(w.scales() + packed_row0, rows);
+            return V::load(acc[m], rows) * i8_exact::acc_scale * V::load(w.scales() + packed_row0, rows);
           } else if constexpr (std::is_same_v<Policy, i8_dot>) {
             // sum((code + 128) w) - 128 sum(w) = sum(code w), exactly in int32.
             alignas(64) float tmp[max_rows];

@@ -67,12 +67,18 @@ struct bf16_exact {
   }
 };
 
+// The accumulators hold 2^24 times the sums: each weight is converted from
+// the top byte of its lane (arch::byte_to_top, one shuffle where sign
+// extension takes two shifts), so every product is 2^24 w x exactly and
+// every sum rounds as the unscaled one would; the dequantization takes the
+// 2^24 back out, exactly.
 struct i8_exact {
   using storage = std::int8_t;
   using acc_type = fbatch;
   using x_type = float;
   static constexpr int group = 4;
   static constexpr int x_per_group = 4;
+  static constexpr float acc_scale = 0x1p-24f;  // what the accumulators are multiplied by
   template <std::size_t Off, std::size_t N, std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
     const fbatch x0(x[0]), x1(x[1]), x2(x[2]), x3(x[3]);
@@ -80,10 +86,10 @@ struct i8_exact {
       (
           [&] {
             const ibatch v = arch::load_lanes(w, j);  // four k of one row per lane
-            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<0>(v)), x0, acc[Off + j]);
-            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<1>(v)), x1, acc[Off + j]);
-            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<2>(v)), x2, acc[Off + j]);
-            acc[Off + j] = arch::fma(xsimd::to_float(arch::signed_byte<3>(v)), x3, acc[Off + j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::byte_to_top<0>(v)), x0, acc[Off + j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::byte_to_top<1>(v)), x1, acc[Off + j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::byte_to_top<2>(v)), x2, acc[Off + j]);
+            acc[Off + j] = arch::fma(xsimd::to_float(arch::byte_to_top<3>(v)), x3, acc[Off + j]);
           }(),
           ...);
     }(std::make_index_sequence<N>{});
