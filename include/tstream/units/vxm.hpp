@@ -32,12 +32,13 @@ template <class Stage, class V>
 }
 
 // x sigmoid(z) = x / (1 + e^-z) for one register, z given as -z. Where e^-z
-// overflows (-z above about 88.7; for silu and gelu only where x < -88.7
-// and the true value is below 1e-36 in magnitude) the quotient is x / inf
-// = -0; x = -inf is first raised to the lowest finite value so that it
-// gives -0 too rather than -inf / inf = NaN. One maxps where a select on
-// 1 + e^-z = inf took two more instructions: silu over 64 Ki floats in L2,
-// 39 -> 43 GB/s on one Zen 4 core.
+// overflows (-z above about 88.7: silu where x < -88.7, gelu where x is
+// below about -10; the true value there is below 1e-36 in magnitude, and
+// x is negative) the quotient is x / inf = -0; x = -inf is first raised to
+// the lowest finite value so that it gives -0 too rather than -inf / inf =
+// NaN. One maxps where a select on 1 + e^-z = inf took two more
+// instructions: silu over 64 Ki floats in L2, 39 -> 43 GB/s on one Zen 4
+// core.
 template <class B>
 [[nodiscard]] inline B times_sigmoid(const B& x, const B& minus_z) noexcept {
   using T = typename B::value_type;
