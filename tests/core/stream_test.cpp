@@ -136,6 +136,12 @@ TEST_CASE("stream: NaN and infinity propagate through VXM stages as documented")
   CHECK(std::isnan(y[0]));
   CHECK(y[1] == inf);
   CHECK(y[2] == 0.0f);
+  CHECK(std::signbit(y[2]));  // -0: the limit from below
+  (tmem::read(x) | vx::gelu{} | tmem::write(y)).run();
+  CHECK(std::isnan(y[0]));
+  CHECK(y[1] == inf);
+  CHECK(y[2] == 0.0f);
+  CHECK(std::signbit(y[2]));
   (tmem::read(x) | vx::relu{} | tmem::write(y)).run();
   CHECK(std::isnan(y[0]));
   CHECK(y[1] == inf);

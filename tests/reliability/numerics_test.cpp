@@ -5,6 +5,7 @@
 // 1e4, all-equal logits, L = 1, window 1).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -191,6 +192,33 @@ TEST_CASE("numerics: fast int8 at the K limit with the largest int32 sums does n
     CHECK(y[0] == doctest::Approx(-128.0 * k * 1e-3 * xv).epsilon(1e-6));
     CHECK(y[1] == doctest::Approx(127.0 * k * 1e-3 * xv).epsilon(1e-6));
   }
+}
+
+TEST_CASE("numerics: exact int8 sums its codes times x scaled by 2^24: exact up to 2^104, +-inf past it, subnormal sums rounded once") {
+  tstream::thread_team team(2);
+  const index_t n = 2, k = 8;
+  std::vector<std::int8_t> q(std::size_t(n * k), 100);
+  for (index_t j = 0; j < k; ++j) q[std::size_t(k + j)] = -1;
+  const std::vector<float> s = {0.5f, 1.f};
+  const resident_weights<std::int8_t> w(matrix_view<const std::int8_t>(q.data(), n, k), s, 2);
+  std::vector<float> y(2);
+  // 8 x 100 x 2^90 = 800 2^90, below 2^104 even scaled: exactly 400 2^90.
+  std::vector<float> x(std::size_t(k), std::ldexp(1.f, 90));
+  tstream::gemv(team, w, x, y);
+  CHECK(y[0] == std::ldexp(400.f, 90));
+  CHECK(y[1] == -std::ldexp(8.f, 90));
+  // 8 x 100 x 2^100 passes 2^104 (scaled: 2^128): +inf, as documented; the
+  // row of -1 codes sums to -2^103 and stays finite.
+  std::fill(x.begin(), x.end(), std::ldexp(1.f, 100));
+  tstream::gemv(team, w, x, y);
+  CHECK(y[0] == inf);
+  CHECK(y[1] == -std::ldexp(8.f, 100));
+  // Sums that are subnormal unscaled: 8 x 100 x 2^-140 = 800 2^-140, times
+  // 0.5: exactly representable (400 2^-140 = 1.5625 2^-132), so exact.
+  std::fill(x.begin(), x.end(), std::ldexp(1.f, -140));
+  tstream::gemv(team, w, x, y);
+  CHECK(y[0] == std::ldexp(400.f, -140));
+  CHECK(y[1] == -std::ldexp(8.f, -140));
 }
 
 // ------------------------------------------------- NaN and infinity in GEMV

@@ -148,7 +148,9 @@ template <class T, class Arch>
 /// and p in [0.5, 2): rounded once where the result is subnormal, +inf where
 /// it overflows. AVX-512: one vscalefps. Elsewhere n is split in two halves,
 /// one added to p's exponent bits and 2^(the other) multiplied in, so
-/// neither leaves the exponent field's range.
+/// neither leaves the exponent field's range. A NaN p with a NaN n (exp's
+/// NaN) gives NaN: vscalefps does, and the split leaves p's bits alone where
+/// a NaN n converts to INT_MIN (x86) or 0 (Arm).
 template <class Arch>
 [[nodiscard]] inline batch<float, Arch> scale_pow2(const batch<float, Arch>& p, const batch<float, Arch>& n) noexcept {
 #if defined(__AVX512F__)
@@ -187,7 +189,8 @@ template <int B, class Arch>
   constexpr std::size_t W = width<std::int32_t, Arch>;
   // vpshufb control, per 128-bit lane: dword d takes byte 4 d + B into its
   // top byte; 0x80 zeroes the others.
-  constexpr int c0 = int((unsigned(B) << 24) | 0x808080u), c1 = c0 + (4 << 24), c2 = c0 + (8 << 24), c3 = c0 + (12 << 24);
+  [[maybe_unused]] constexpr int c0 = int((unsigned(B) << 24) | 0x808080u), c1 = c0 + (4 << 24), c2 = c0 + (8 << 24),
+                                 c3 = c0 + (12 << 24);
 #if defined(__AVX512BW__)
   if constexpr (W == 16)
     return I(_mm512_shuffle_epi8(v, _mm512_set_epi32(c3, c2, c1, c0, c3, c2, c1, c0, c3, c2, c1, c0, c3, c2, c1, c0)));
@@ -198,7 +201,6 @@ template <int B, class Arch>
 #if defined(__SSSE3__)
   if constexpr (W == 4) return I(_mm_shuffle_epi8(v, _mm_set_epi32(c3, c2, c1, c0)));
 #endif
-  (void)c3;
   const I top(std::int32_t(0xFF000000u));
   if constexpr (B == 3) return v & top;
   else return (v << (24 - 8 * B)) & top;

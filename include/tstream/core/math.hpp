@@ -14,8 +14,8 @@ namespace tstream {
 namespace detail {
 // The range reduction both exponentials share: x = n + f with n an integer
 // and f in [-1/2, 1/2], x first clamped to -127 from below. A NaN passes the
-// clamp (arch::max_keep_nan) and every step after: exp2_scale's 2^n is then
-// 1 (n converts to INT_MIN), times a NaN p.
+// clamp (arch::max_keep_nan) and every step after: p is NaN, so exp2_scale's
+// p 2^n is NaN whatever n converts to.
 template <class Arch>
 struct exp2_parts {
   xsimd::batch<float, Arch> n, f;

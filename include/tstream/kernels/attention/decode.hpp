@@ -321,15 +321,10 @@ struct kv_format<bf16, M> {
 
 // int8: K^T as [d/4][position][4], V as [position/4][d][4], per-position
 // scales; fast mode offsets the u8 query codes by 128 and subtracts
-// 128 x (sum of the position's K codes) exactly in int32. The exact mode
-// converts each code from the top byte of its lane (arch::byte_to_top: one
-// shuffle where sign extension takes two shifts), so its products are 2^24
-// times the true ones, exactly; the K and V scales it multiplies by carry
-// the 2^-24 back (exact too, so the sums round as unscaled ones would).
+// 128 x (sum of the position's K codes) exactly in int32.
 template <precision M>
 struct kv_format<std::int8_t, M> {
   using S = std::int8_t;
-  static constexpr float top_byte_scale = 0x1p-24f;  // undoes byte_to_top's 2^24
   template <std::size_t H>
   static void scores(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t j, const query_tile& qt,
                      fbatch (&s)[H][R], std::size_t ahead) noexcept {
@@ -361,8 +356,8 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t r = 0; r < R; ++r) {
           ibatch v = arch::load_lanes(row, r);
           arch::keep_in_register(v);
-          const fbatch k0 = xsimd::to_float(arch::byte_to_top<0>(v)), k1 = xsimd::to_float(arch::byte_to_top<1>(v));
-          const fbatch k2 = xsimd::to_float(arch::byte_to_top<2>(v)), k3 = xsimd::to_float(arch::byte_to_top<3>(v));
+          const fbatch k0 = xsimd::to_float(arch::signed_byte<0>(v)), k1 = xsimd::to_float(arch::signed_byte<1>(v));
+          const fbatch k2 = xsimd::to_float(arch::signed_byte<2>(v)), k3 = xsimd::to_float(arch::signed_byte<3>(v));
           for (std::size_t h = 0; h < H; ++h) {
             const float* qh = qt.q + std::size_t(h) * std::size_t(dim) + std::size_t(4 * dq);
             s[h][r] = arch::fma(k0, fbatch(qh[0]), s[h][r]);
@@ -373,23 +368,21 @@ struct kv_format<std::int8_t, M> {
         }
       }
       for (std::size_t r = 0; r < R; ++r) {
-        const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W) * fbatch(top_byte_scale);
+        const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
         for (std::size_t h = 0; h < H; ++h) s[h][r] = s[h][r] * ks;
       }
     }
   }
   // p' = 2^(t - m) times the position's V scale (folded in, so the values
-  // pass multiplies by one number per position; the exact mode's scale
-  // carries the 2^-24 too); the fast mode then codes each block as u8
-  // 0..255 of p' / (its largest p' / 255), rounded to nearest (a NaN p'
-  // gives 255), while the block is in L1.
+  // pass multiplies by one number per position); the fast mode then codes
+  // each block as u8 0..255 of p' / (its largest p' / 255), rounded to
+  // nearest (a NaN p' gives 255), while the block is in L1.
   static float probs(const kv_cache<std::int8_t>& kc, const std::byte* pg, prob_tile& pt, std::size_t h,
                      float m) noexcept {
     fbatch mx(0.f);  // p' >= 0; a NaN p' is skipped here (as std::max would)
     return page_exps<M>(pt, h, m, [&](index_t j, std::size_t r, const fbatch& e) {
       float* p_blk = &pt.p[h][j * block];
-      const fbatch vs = fbatch::load_unaligned(kc.value_scales(pg, j) + r * W);
-      const fbatch p = e * (M == precision::fast ? vs : vs * fbatch(top_byte_scale));
+      const fbatch p = e * fbatch::load_unaligned(kc.value_scales(pg, j) + r * W);
       p.store_aligned(p_blk + r * W);
       if constexpr (M == precision::fast) {
         mx = xsimd::select(p > mx, p, mx);
@@ -442,8 +435,8 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
-          const fbatch x0 = xsimd::to_float(arch::byte_to_top<0>(x)), x1 = xsimd::to_float(arch::byte_to_top<1>(x));
-          const fbatch x2 = xsimd::to_float(arch::byte_to_top<2>(x)), x3 = xsimd::to_float(arch::byte_to_top<3>(x));
+          const fbatch x0 = xsimd::to_float(arch::signed_byte<0>(x)), x1 = xsimd::to_float(arch::signed_byte<1>(x));
+          const fbatch x2 = xsimd::to_float(arch::signed_byte<2>(x)), x3 = xsimd::to_float(arch::signed_byte<3>(x));
           for (std::size_t h = 0; h < H; ++h) {
             const float* ph = &pt.p[h][4 * g];
             o[h][c] = arch::fma(x0, fbatch(ph[0]), o[h][c]);
