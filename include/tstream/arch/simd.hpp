@@ -121,9 +121,9 @@ template <class T, class Arch>
   return xsimd::fma(a, b, c);
 }
 
-/// max(lo, x) lane-wise, a NaN x kept as NaN. x86's maxps returns its
-/// second operand when either is NaN (maxpd too), so x goes second: one instruction
-/// where a select on isnan(x) takes three.
+/// max(lo, x) lane-wise, a NaN x kept as NaN. x86's maxps (and maxpd)
+/// returns its second operand when either is NaN, so x goes second: one
+/// instruction where a select on isnan(x) takes three.
 template <class T, class Arch>
 [[nodiscard]] inline batch<T, Arch> max_keep_nan(const batch<T, Arch>& lo, const batch<T, Arch>& x) noexcept {
 #if TSTREAM_ARCH_X86
