@@ -472,6 +472,51 @@ TEST_CASE_TEMPLATE("numerics: L = 1 and window = 1 return the stored V row exact
   }
 }
 
+TEST_CASE("numerics: exact int8 attention (codes read as 2^24 x code): logits as unscaled, V exact from tiny scales to 2^94, +inf past it") {
+  const index_t dim = 64;
+  tstream::thread_team team(2);
+  std::vector<float> out(static_cast<std::size_t>(dim));
+  // K side: the queries carry the 2^-24, so q . code is formed as unscaled.
+  // q[1] x 127 x 2^24 would pass fp32 at q[1] = 2^100; the hot row still wins.
+  {
+    const index_t L = 300, hot = 123;
+    kv_cache<std::int8_t> c(1, dim, L);
+    const auto v = rel::random_vector(std::size_t(L * dim), 71);
+    std::vector<float> k(std::size_t(L * dim), 0.f);
+    for (index_t j = 0; j < L; ++j) k[std::size_t(j * dim + 1)] = j == hot ? 1.f : -1.f;
+    c.append(matrix_view<const float>(k.data(), L, dim), matrix_view<const float>(v.data(), L, dim));
+    std::vector<float> q(std::size_t(dim), 0.f);
+    q[1] = std::ldexp(1.f, 100);
+    tstream::attention_decode(team, c, q, out);
+    for (index_t d = 0; d < dim; ++d) REQUIRE(out[std::size_t(d)] == c.value(0, hot, d));
+  }
+  // V side, L = 1: a row of about 1e-25 (scale 8e-28) comes back exactly.
+  {
+    kv_cache<std::int8_t> c(1, dim, 1);
+    auto v = rel::random_vector(std::size_t(dim), 72);
+    for (float& x : v) x *= 1e-25f;
+    const auto k = rel::random_vector(std::size_t(dim), 73), q = rel::random_vector(std::size_t(dim), 74);
+    c.append(matrix_view<const float>(k.data(), 1, dim), matrix_view<const float>(v.data(), 1, dim));
+    tstream::attention_decode(team, c, q, out);
+    for (index_t d = 0; d < dim; ++d) REQUIRE(out[std::size_t(d)] == c.value(0, 0, d));
+  }
+  // V side, a full chunk of equal logits: the sums of 1024 values of 2^93,
+  // held times 2^24, stay below 2^128; of 2^100 they overflow to +inf.
+  for (int e : {93, 100}) {
+    CAPTURE(e);
+    const index_t L = 1024;
+    kv_cache<std::int8_t> c(1, dim, L);
+    const std::vector<float> k(std::size_t(L * dim), 1.f), v(std::size_t(L * dim), std::ldexp(1.f, e));
+    c.append(matrix_view<const float>(k.data(), L, dim), matrix_view<const float>(v.data(), L, dim));
+    const std::vector<float> q(std::size_t(dim), 0.f);
+    tstream::attention_decode(team, c, q, out);
+    for (index_t d = 0; d < dim; ++d) {
+      if (e == 93) REQUIRE(out[std::size_t(d)] == doctest::Approx(c.value(0, 0, d)).epsilon(1e-6));
+      else REQUIRE(out[std::size_t(d)] == inf);
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("numerics: a NaN or infinity in one query head reaches that head only", T, float, bf16, std::int8_t) {
   const index_t kvh = 2, qh = 8, dim = 64;
   const auto c = cache_of<T>(kvh, dim, 200, 51);

@@ -26,7 +26,8 @@
 // output (the fp32 V pass skips them; the bf16 pass masks them; int8 cannot
 // hold non-finite values). int8 fast: where q's scale times a position's K
 // scale exceeds fp32 it is held at FLT_MAX, so a code sum of 0 is a logit of
-// 0 (not NaN) and +-1 a logit of +-FLT_MAX (docs/bad-input.md).
+// 0 (not NaN) and +-1 a logit of +-FLT_MAX. int8 exact: V values beyond 2^94
+// can overflow to +-inf (top_byte_codes below; docs/bad-input.md).
 #pragma once
 
 #include <algorithm>
@@ -319,6 +320,29 @@ struct kv_format<bf16, M> {
   }
 };
 
+// Exact int8 tiles of one or two query heads convert each code from the top
+// byte of its lane (arch::byte_to_top: one shuffle where sign extension takes
+// two shifts), as 2^24 times the code. The plan hands their scores the
+// queries times 2^-24, so every product q x code is formed exactly as
+// unscaled (for |q| >= 2^-102); their V accumulators hold 2^24 times the
+// sums, taken out exactly at the end of each chunk (run_item). Zen 4, one
+// core, L = 512, alternated: one head per tile (MHA) 205 -> 159 us, L = 16384
+// 7000 -> 5610 us; two heads 60 -> 54 us. With three or four heads the FMAs
+// bound the tile and the shuffles' constants cost registers: 69 -> 70 and
+// 84 -> 88 us, so those keep the shifts.
+inline constexpr std::size_t top_byte_max_heads = 2;
+template <kv_type T, precision M>
+[[nodiscard]] constexpr bool top_byte_codes(std::size_t heads) noexcept {
+  return std::is_same_v<T, std::int8_t> && M == precision::exact && heads <= top_byte_max_heads;
+}
+inline constexpr float top_byte_scale = 0x1p-24f;  // undoes byte_to_top's 2^24
+// Code B of each lane as fp32: 2^24 x code (Top) or the code.
+template <int B, bool Top>
+TSTREAM_ALWAYS_INLINE fbatch code_to_float(const ibatch& v) noexcept {
+  if constexpr (Top) return xsimd::to_float(arch::byte_to_top<B>(v));
+  else return xsimd::to_float(arch::signed_byte<B>(v));
+}
+
 // int8: K^T as [d/4][position][4], V as [position/4][d][4], per-position
 // scales; fast mode offsets the u8 query codes by 128 and subtracts
 // 128 x (sum of the position's K codes) exactly in int32.
@@ -356,8 +380,9 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t r = 0; r < R; ++r) {
           ibatch v = arch::load_lanes(row, r);
           arch::keep_in_register(v);
-          const fbatch k0 = xsimd::to_float(arch::signed_byte<0>(v)), k1 = xsimd::to_float(arch::signed_byte<1>(v));
-          const fbatch k2 = xsimd::to_float(arch::signed_byte<2>(v)), k3 = xsimd::to_float(arch::signed_byte<3>(v));
+          constexpr bool top = top_byte_codes<std::int8_t, M>(H);
+          const fbatch k0 = code_to_float<0, top>(v), k1 = code_to_float<1, top>(v);
+          const fbatch k2 = code_to_float<2, top>(v), k3 = code_to_float<3, top>(v);
           for (std::size_t h = 0; h < H; ++h) {
             const float* qh = qt.q + std::size_t(h) * std::size_t(dim) + std::size_t(4 * dq);
             s[h][r] = arch::fma(k0, fbatch(qh[0]), s[h][r]);
@@ -435,8 +460,9 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
-          const fbatch x0 = xsimd::to_float(arch::signed_byte<0>(x)), x1 = xsimd::to_float(arch::signed_byte<1>(x));
-          const fbatch x2 = xsimd::to_float(arch::signed_byte<2>(x)), x3 = xsimd::to_float(arch::signed_byte<3>(x));
+          constexpr bool top = top_byte_codes<std::int8_t, M>(H);
+          const fbatch x0 = code_to_float<0, top>(x), x1 = code_to_float<1, top>(x);
+          const fbatch x2 = code_to_float<2, top>(x), x3 = code_to_float<3, top>(x);
           for (std::size_t h = 0; h < H; ++h) {
             const float* ph = &pt.p[h][4 * g];
             o[h][c] = arch::fma(x0, fbatch(ph[0]), o[h][c]);
@@ -578,6 +604,8 @@ class decode_plan {
     if (fast()) {
       packed_q_ = aligned_buffer<std::uint32_t>(std::size_t(q_heads * cache.head_dim() / group));
       q_scale_ = aligned_buffer<float>(std::size_t(q_heads));
+    } else if (top_byte()) {
+      scaled_q_ = aligned_buffer<float>(std::size_t(q_heads * cache.head_dim()));
     }
   }
 
@@ -616,6 +644,8 @@ class decode_plan {
     float* partial = partial_.data();
     const int threads = team.size();
     if (fast()) pack_queries(q.data());
+    if (top_byte())  // q x 2^-24 (top_byte_codes), exact but for |q| < 2^-102
+      for (std::size_t i = 0; i < want; ++i) scaled_q_[i] = q[i] * detail::attn::top_byte_scale;
     const bool in_l3 = bytes() <= arch::caches().l3;  // where the stream comes from (prefetch_ahead)
 
     team.run([&](int m) {
@@ -659,6 +689,14 @@ class decode_plan {
 
   static constexpr index_t group = kv_cache<T>::group;
   [[nodiscard]] bool fast() const noexcept { return opt_.mode == precision::fast && group > 1; }
+  // Whether a tile of this plan's groups converts codes from the top byte
+  // (then run() scales the queries for it): the group's full tiles or its last.
+  [[nodiscard]] bool top_byte() const noexcept {
+    using detail::attn::heads_per_tile;
+    const std::size_t g = std::size_t(q_heads_ / cache_->kv_heads()), last = g % heads_per_tile;
+    return !fast() && (detail::attn::top_byte_codes<T, precision::exact>(std::min(g, heads_per_tile)) ||
+                       (last != 0 && detail::attn::top_byte_codes<T, precision::exact>(last)));
+  }
 
   // Fast modes: each query head as bf16 pairs, or as u8 quads (code + 128)
   // with its scale max|q| / 127 (NaN if q has a non-finite value).
@@ -688,7 +726,8 @@ class decode_plan {
       st[i] = {-std::numeric_limits<float>::infinity(), 0.f, out + std::size_t(i) * per};
       std::fill(st[i].acc, st[i].acc + dim, 0.f);
     }
-    const query_tile qt{q + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
+    const bool top = top_byte_codes<T, M>(std::size_t(n));
+    const query_tile qt{(top ? scaled_q_.data() : q) + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
                         fast() ? q_scale_.data() + hq0 : nullptr};
     switch (n) {
       case 1: run_pages<T, M, 1>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
@@ -697,6 +736,10 @@ class decode_plan {
       default: if constexpr (heads_per_tile >= 4) run_pages<T, M, heads_per_tile>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
     }
     for (index_t i = 0; i < n; ++i) {
+      // The 2^24 out of the V sums, exactly (held scaled, a sum past 2^104
+      // overflowed: 1024 positions of a chunk reach it from |V| > 2^94).
+      if (top)
+        for (index_t d = 0; d < dim; ++d) st[i].acc[d] *= top_byte_scale;
       out[std::size_t(i) * per + std::size_t(dim)] = st[i].m;
       out[std::size_t(i) * per + std::size_t(dim) + 1] = st[i].l;
     }
@@ -709,6 +752,7 @@ class decode_plan {
   aligned_buffer<float> partial_;
   aligned_buffer<std::uint32_t> packed_q_;  // fast modes: queries as the dot products take them
   aligned_buffer<float> q_scale_;           // int8 fast: per query head
+  aligned_buffer<float> scaled_q_;          // int8 exact: q x 2^-24 (top_byte_codes)
 };
 
 /// One-shot decode attention: q_heads = q.size() / head_dim. Makes a plan
