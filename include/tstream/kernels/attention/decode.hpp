@@ -9,7 +9,7 @@
 //
 // Per block of 64 positions and up to four query heads (MXM): the scores are
 // 4 x 64 lanes in 16 registers, accumulated over head_dim with every K load
-// shared by the heads. Per page of 8 blocks (kv_cache.hpp), VXM: an online
+// shared by the heads (AVX2: two heads, in two passes of 32 positions). Per page of 8 blocks (kv_cache.hpp), VXM: an online
 // softmax in base 2 over the page's 512 scores (running max m and sum l per
 // head, fp32, safe for large logits). MXM again: acc += p V over the page,
 // with every V load shared by the heads.
@@ -31,6 +31,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -74,11 +75,36 @@ inline constexpr index_t page = kv_cache<float>::page;
 inline constexpr index_t page_blocks = kv_cache<float>::page_blocks;
 inline constexpr std::size_t R = std::size_t(block) / W;  // registers per row of 64 scores
 static_assert(std::size_t(block) % W == 0, "a block of positions must be whole registers");
-// Query heads per tile: 4 x 4 score registers on AVX-512 (16 of 32).
-inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(arch::accumulator_registers / R, 1, 4);
-// Registers of head_dim per PV pass (one V slice): heads_per_tile x this
-// accumulators (16 of 20 on AVX-512, 8 of 12 on AVX2).
+// Accumulators a tile holds: 16 of 32 registers on AVX-512, 8 of 16 on AVX2
+// (the rest hold K or V, the broadcast queries or probabilities).
+inline constexpr std::size_t tile_accumulators = arch::accumulator_registers >= 16 ? 16 : 8;
+// Query heads per tile (the heads of a group share each K and V load): four
+// on AVX-512, two on AVX2.
+inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(tile_accumulators / 4, 1, 4);
+// Registers of head_dim per V slice.
 inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
+// A tile of H heads takes a block's R score registers, and a V slice's
+// dim_regs, in passes of this many per head: one pass on AVX-512 (4 x 4); two
+// on AVX2 (2 x 4; the block's K and the page's V slice stay in L1/L2 between
+// them). Built for AVX2, one Zen 4 core, GQA (four heads a group, head_dim
+// 128), us per token, one head per tile (one pass; each KV head's K and V
+// read four times) -> two:
+//              fp32         bf16        int8        bf16 fast   int8 fast
+//   L = 512    218 -> 132   119 -> 98   155 -> 133  127 -> 112  187 -> 150
+//   L = 4096   2288 -> 2164 1117 -> 824 1240 -> 1030 1184 -> 949 1512 -> 1178
+//   L = 16384  9541 -> 9430 4924 -> 3889 6038 -> 4919 5324 -> 5484 6167 -> 5374
+// and on two threads at L = 512 / 16384 (bench, alternated): fp32 124 -> 66 /
+// 5725-5988 -> 6031-7198 (the one loss: fp32 from DRAM, where neither tiling
+// overlaps its FMAs with the stream: about 14 GB/s a core either way), bf16
+// 69 -> 50 / 3514 -> 2375, int8 83 -> 68 / 3097 -> 2900.
+// Four heads in four passes: fp32 93 and 805 us at L = 512 and 4096, but
+// 15397 at 16384 (each pass reads a quarter of every row from DRAM, strided),
+// and bf16 and the fast modes slower everywhere; prefetching the rest of each
+// row in the first pass cost more than it saved.
+template <std::size_t H>
+inline constexpr std::size_t score_regs = std::bit_floor(std::min(R, tile_accumulators / H));
+template <std::size_t H>
+inline constexpr std::size_t value_regs = std::bit_floor(std::min(dim_regs, tile_accumulators / H));
 // Software prefetch into L2 ahead of the stream (bytes; 0 = none), chosen
 // per CPU vendor, since the same code measures in opposite directions (one
 // machine of each measured; other cores of a vendor take its choice
@@ -149,17 +175,32 @@ struct prob_tile {
 
 // A KV format: how a block's K^T meets the queries and a page's V the
 // probabilities. One per (stored type, precision).
-//   scores<H>(cache, pg, j, qt, s, ahead)
-//                                   s[h][r] = q_h . K(position) for the 64 positions of block j
+//   scores<H, R0, RN>(cache, pg, j, qt, s, ahead)
+//                                   s[h][r] = q_h . K(position) for the positions of block j
+//                                   in registers r of [R0, R0 + RN)
 //   probs(cache, pg, pt, h, m)      turns head h's base-2 logits in pt.p into
 //                                   what values() reads (page_exps below);
 //                                   returns the sum of their 2^(t - m)
 //   values<H, C>(cache, pg, d0, pt, acc, ahead)
-//                                   acc = pt.alpha acc + p V over the V slice at d0,
-//                                   positions [pt.lo, pt.hi) of the page
+//                                   acc = pt.alpha acc + p V over the C registers of dims
+//                                   from d0 (in one V slice), positions [pt.lo, pt.hi) of the page
 // (ahead: the software prefetch distance, prefetch_ahead above)
 template <kv_type T, precision M>
 struct kv_format;
+
+// Where values<H, C>(.., d0, ..) reads: the V slice holding dim d0, from d0
+// on (d0 may lie inside it: value_regs), and the slice's width ws (a row of
+// its positions is ws x group elements).
+template <kv_type T>
+struct value_rows {
+  const typename kv_cache<T>::storage* v;
+  index_t ws;
+  value_rows(const kv_cache<T>& kc, const std::byte* pg, index_t d0) noexcept {
+    const index_t s0 = d0 - d0 % kv_cache<T>::value_slice;
+    v = kc.values(pg) + s0 * page + (d0 - s0) * kv_cache<T>::group;
+    ws = kc.slice_width(s0);
+  }
+};
 
 // Shared driver of the V pass: o[h][c] starts at alpha_h acc, `step` adds
 // one group of positions, the result goes back to acc.
@@ -203,14 +244,14 @@ TSTREAM_ALWAYS_INLINE float page_exps_in_place(prob_tile& pt, std::size_t h, flo
 
 template <precision M>
 struct kv_format<float, M> {
-  template <std::size_t H>
+  template <std::size_t H, std::size_t R0, std::size_t RN>
   static void scores(const kv_cache<float>& kc, const std::byte* pg, index_t j, const query_tile& qt,
                      fbatch (&s)[H][R], std::size_t ahead) noexcept {
     const float* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     for (index_t d = 0; d < dim; ++d) {
       const float* row = kt + d * block;
-      prefetch_lines(row, std::size_t(block) * 4, ahead);
+      prefetch_lines(row + R0 * W, RN * W * 4, ahead);
       // The heads' q values held, one K register at a time: holding the
       // block's four K registers instead, GCC 12 spilled three of them to
       // the stack and read every FMA's operand back from there (Zen 4, GQA
@@ -220,7 +261,7 @@ struct kv_format<float, M> {
         qb[h] = fbatch(qt.q[std::size_t(h) * std::size_t(dim) + std::size_t(d)]);
         arch::keep_in_register(qb[h]);
       }
-      for (std::size_t r = 0; r < R; ++r) {
+      for (std::size_t r = R0; r < R0 + RN; ++r) {
         fbatch k = fbatch::load_unaligned(row + r * W);
         arch::keep_in_register(k);  // loaded once, used by every head (not folded into each FMA)
         for (std::size_t h = 0; h < H; ++h) s[h][r] = arch::fma(k, qb[h], s[h][r]);
@@ -233,10 +274,11 @@ struct kv_format<float, M> {
   template <std::size_t H, std::size_t C>
   static void values(const kv_cache<float>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
                      float* const* acc, std::size_t ahead) noexcept {
-    const index_t ws = kc.slice_width(d0);
-    const float* v = kc.values(pg) + d0 * page;  // this slice: [position][ws]
+    const value_rows rows(kc, pg, d0);  // the slice: [position][ws]
+    const auto* v = rows.v;
+    const index_t ws = rows.ws;
     values_pass<H, C>(pt.lo, pt.hi, d0, pt, acc, [&](index_t pos, fbatch(&o)[H][C]) {
-      prefetch_lines(v + pos * ws, std::size_t(ws) * 4, ahead);
+      prefetch_lines(v + pos * ws, C * W * 4, ahead);
       fbatch x[C];
       for (std::size_t c = 0; c < C; ++c) {
         x[c] = fbatch::load_unaligned(v + pos * ws + index_t(c * W));
@@ -254,15 +296,15 @@ struct kv_format<float, M> {
 template <precision M>
 struct kv_format<bf16, M> {
   using S = std::uint16_t;
-  template <std::size_t H>
+  template <std::size_t H, std::size_t R0, std::size_t RN>
   static void scores(const kv_cache<bf16>& kc, const std::byte* pg, index_t j, const query_tile& qt,
                      fbatch (&s)[H][R], std::size_t ahead) noexcept {
     const S* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     for (index_t dp = 0; dp < dim / 2; ++dp) {
       const S* row = kt + dp * block * 2;
-      prefetch_lines(row, std::size_t(block) * 4, ahead);
-      for (std::size_t r = 0; r < R; ++r) {
+      prefetch_lines(row + R0 * W * 2, RN * W * 4, ahead);
+      for (std::size_t r = R0; r < R0 + RN; ++r) {
         ibatch v = arch::load_lanes(row, r);  // 16 positions x (d even, d odd)
         arch::keep_in_register(v);
         if constexpr (M == precision::fast) {
@@ -293,11 +335,12 @@ struct kv_format<bf16, M> {
   static void values(const kv_cache<bf16>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
                      float* const* acc, std::size_t ahead) noexcept {
     const index_t lo = pt.lo, hi = pt.hi;
-    const index_t ws = kc.slice_width(d0);
-    const S* v = kc.values(pg) + d0 * page;  // this slice: [position / 2][ws][2]
+    const value_rows rows(kc, pg, d0);  // the slice: [position / 2][ws][2]
+    const auto* v = rows.v;
+    const index_t ws = rows.ws;
     values_pass<H, C>(lo / 2, (hi + 1) / 2, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
       const S* row = v + g * ws * 2;  // 16 dims x (position even, position odd) per register
-      prefetch_lines(row, std::size_t(ws) * 4, ahead);
+      prefetch_lines(row, C * W * 4, ahead);
       // A pair straddling [lo, hi) has a position outside it: zero that half,
       // so a non-finite value there (outside a window, or stale past L)
       // cannot turn 0 x inf into NaN.
@@ -349,7 +392,7 @@ TSTREAM_ALWAYS_INLINE fbatch code_to_float(const ibatch& v) noexcept {
 template <precision M>
 struct kv_format<std::int8_t, M> {
   using S = std::int8_t;
-  template <std::size_t H>
+  template <std::size_t H, std::size_t R0, std::size_t RN>
   static void scores(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t j, const query_tile& qt,
                      fbatch (&s)[H][R], std::size_t ahead) noexcept {
     const S* kt = kc.keys(pg, j);
@@ -357,18 +400,18 @@ struct kv_format<std::int8_t, M> {
     if constexpr (M == precision::fast) {
       ibatch si[H][R];
       for (std::size_t h = 0; h < H; ++h)
-        for (std::size_t r = 0; r < R; ++r) si[h][r] = ibatch(0);
+        for (std::size_t r = R0; r < R0 + RN; ++r) si[h][r] = ibatch(0);
       for (index_t dq = 0; dq < dim / 4; ++dq) {
         const S* row = kt + dq * block * 4;
-        prefetch_lines(row, std::size_t(block) * 4, ahead);
-        for (std::size_t r = 0; r < R; ++r) {
+        prefetch_lines(row + R0 * W * 4, RN * W * 4, ahead);
+        for (std::size_t r = R0; r < R0 + RN; ++r) {
           ibatch v = arch::load_lanes(row, r);  // 16 positions x 4 dims
           arch::keep_in_register(v);
           for (std::size_t h = 0; h < H; ++h)
             si[h][r] = arch::dot_u8s8_quads(si[h][r], ibatch(std::int32_t(qt.packed[h * std::size_t(dim / 4) + std::size_t(dq)])), v);
         }
       }
-      for (std::size_t r = 0; r < R; ++r) {
+      for (std::size_t r = R0; r < R0 + RN; ++r) {
         const ibatch offset = ibatch::load_unaligned(kc.key_sums(pg, j) + r * W) * ibatch(128);
         const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
         for (std::size_t h = 0; h < H; ++h) s[h][r] = dequantize(xsimd::to_float(si[h][r] - offset), ks, fbatch(qt.scale[h]));
@@ -376,8 +419,8 @@ struct kv_format<std::int8_t, M> {
     } else {
       for (index_t dq = 0; dq < dim / 4; ++dq) {
         const S* row = kt + dq * block * 4;
-        prefetch_lines(row, std::size_t(block) * 4, ahead);
-        for (std::size_t r = 0; r < R; ++r) {
+        prefetch_lines(row + R0 * W * 4, RN * W * 4, ahead);
+        for (std::size_t r = R0; r < R0 + RN; ++r) {
           ibatch v = arch::load_lanes(row, r);
           arch::keep_in_register(v);
           constexpr bool top = top_byte_codes<std::int8_t, M>(H);
@@ -392,7 +435,7 @@ struct kv_format<std::int8_t, M> {
           }
         }
       }
-      for (std::size_t r = 0; r < R; ++r) {
+      for (std::size_t r = R0; r < R0 + RN; ++r) {
         const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
         for (std::size_t h = 0; h < H; ++h) s[h][r] = s[h][r] * ks;
       }
@@ -427,8 +470,9 @@ struct kv_format<std::int8_t, M> {
   static void values(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t d0, const prob_tile& pt,
                      float* const* acc, std::size_t ahead) noexcept {
     const index_t lo = pt.lo, hi = pt.hi;
-    const index_t ws = kc.slice_width(d0);
-    const S* v = kc.values(pg) + d0 * page;  // this slice: [position / 4][ws][4]
+    const value_rows rows(kc, pg, d0);  // the slice: [position / 4][ws][4]
+    const auto* v = rows.v;
+    const index_t ws = rows.ws;
     const index_t g0 = lo / 4, g1 = (hi + 3) / 4;
     if constexpr (M == precision::fast) {
       // int32 sums per block (each block has its own probability scale).
@@ -438,7 +482,7 @@ struct kv_format<std::int8_t, M> {
           for (std::size_t c = 0; c < C; ++c) oi[h][c] = ibatch(0);
         for (index_t g = std::max(g0, j * (block / 4)); g < std::min(g1, (j + 1) * (block / 4)); ++g) {
           const S* row = v + g * ws * 4;  // 16 dims x 4 positions per register
-          prefetch_lines(row, std::size_t(ws) * 4, ahead);
+          prefetch_lines(row, C * W * 4, ahead);
           for (std::size_t c = 0; c < C; ++c) {
             ibatch x = arch::load_lanes(row, c);
             arch::keep_in_register(x);
@@ -456,7 +500,7 @@ struct kv_format<std::int8_t, M> {
     } else {
       values_pass<H, C>(g0, g1, d0, pt, acc, [&](index_t g, fbatch(&o)[H][C]) {
         const S* row = v + g * ws * 4;
-        prefetch_lines(row, std::size_t(ws) * 4, ahead);
+        prefetch_lines(row, C * W * 4, ahead);
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
@@ -476,19 +520,21 @@ struct kv_format<std::int8_t, M> {
   }
 };
 
-// acc over all of head_dim, one pass per V slice (the last may be narrower).
+// acc over all of head_dim, in passes of value_regs<H> registers (the last
+// may be narrower), each inside one V slice.
 template <class F, std::size_t H, kv_type T>
 inline void values_all(const kv_cache<T>& kc, const std::byte* pg, const prob_tile& pt, float* const* acc,
                        std::size_t ahead) noexcept {
   const index_t dim = kc.head_dim();
-  constexpr index_t step = index_t(dim_regs * W);
-  static_assert(step == kv_cache<T>::value_slice, "one values pass covers one V slice");
+  constexpr std::size_t CN = value_regs<H>;
+  constexpr index_t step = index_t(CN * W);
+  static_assert(kv_cache<T>::value_slice % step == 0, "a values pass stays inside one V slice");
   index_t d0 = 0;
-  for (; d0 + step <= dim; d0 += step) F::template values<H, dim_regs>(kc, pg, d0, pt, acc, ahead);
+  for (; d0 + step <= dim; d0 += step) F::template values<H, CN>(kc, pg, d0, pt, acc, ahead);
   const std::size_t rest = std::size_t(dim - d0) / W;  // head_dim is a multiple of 16, so of W
   [&]<std::size_t... C>(std::index_sequence<C...>) {
     ((rest == C + 1 ? F::template values<H, C + 1>(kc, pg, d0, pt, acc, ahead) : void()), ...);
-  }(std::make_index_sequence<dim_regs - 1>{});
+  }(std::make_index_sequence<CN - 1>{});
 }
 
 // The running state of one query head over one chunk.
@@ -520,7 +566,10 @@ void softmax_page(const kv_cache<T>& kc, const std::byte* pg, index_t lo, index_
     fbatch s[H][R];
     for (std::size_t h = 0; h < H; ++h)
       for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
-    F::template scores<H>(kc, pg, j, qt, s, ahead);
+    constexpr std::size_t RN = score_regs<H>;
+    [&]<std::size_t... P>(std::index_sequence<P...>) {
+      (F::template scores<H, P * RN, RN>(kc, pg, j, qt, s, ahead), ...);
+    }(std::make_index_sequence<R / RN>{});
     // Base-2 logits, masked outside [lo, hi) (only the first and last block
     // of a chunk can be partial).
     const index_t blo = std::max<index_t>(lo - j * block, 0), bhi = std::min<index_t>(hi - j * block, block);
