@@ -185,10 +185,12 @@ void run(fz::input& in, precision mode, index_t kvh, index_t group, index_t dim,
       for (index_t d = 0; d < dim; ++d) FZ_CHECK(std::isnan(oh[d]), "a NaN or +inf logit must make its head NaN");
       continue;
     }
-    // Near fp32 overflow (logits, products or V) anything goes; exact int8
-    // holds its V sums 2^24 times too large (overflow from |V| > 2^94).
-    const double vlimit = is_i8 && !fast ? 1e27 : 1e36;
-    if (huge > 1e36 || vmax > vlimit || std::fabs(mx) > 1e36 || !std::isfinite(mx)) continue;
+    // Near fp32 overflow (logits, products or V) anything goes; exact int8's
+    // one- and two-head tiles hold their code sums and V sums 2^24 times too
+    // large (overflow past 2^104 ~ 2e31, and from |V| = 2^94 ~ 2e28).
+    const bool scaled = is_i8 && !fast;
+    if (huge > (scaled ? 1e30 : 1e36) || vmax > (scaled ? 1e27 : 1e36) || std::fabs(mx) > 1e36 || !std::isfinite(mx))
+      continue;
     double sum = 0, sum_block_max = 0;
     for (index_t j = lo; j < L; ++j) sum += std::exp(s[std::size_t(j)] - mx);
     for (index_t b = lo / 64; b * 64 < L; ++b) {  // sum over blocks of the block's largest p

@@ -265,10 +265,13 @@ TEST_CASE("attention bf16 and int8 KV: the kernel is exact on the stored values"
   // GQA ratio 8: two tiles of four query heads per KV head.
   check_case<bf16>(8, 1, 128, 700, {}, 2, 1e-5);
   check_case<std::int8_t>(8, 1, 128, 700, {}, 2, 1e-5);
-  // int8 tiles of one or two heads read codes as 2^24 x code, of three or
-  // four sign-extend them: groups of 5 and 6 mix both in one plan.
+  // Exact int8 tiles of one or two heads read codes as 2^24 x code, of three
+  // or four sign-extend them. AVX-512 (four heads a tile): groups of 5 and 6
+  // mix both in one plan (4 + 1, 4 + 2), 3 is one tile of three, 2 one of
+  // two. AVX2 (two a tile): every tile reads from the top byte.
   check_case<std::int8_t>(5, 1, 64, 1100, {}, 2, 1e-5);
   check_case<std::int8_t>(6, 1, 96, 1100, {}, 2, 1e-5);
+  check_case<std::int8_t>(6, 2, 80, 700, {}, 2, 1e-5);
   check_case<std::int8_t>(4, 2, 128, 600, {}, 2, 1e-5);
   // Odd L over several pages (a bf16 pair straddles the end), a narrow last
   // V slice (head_dim 80) over several pages, capacity above L.

@@ -472,12 +472,13 @@ TEST_CASE_TEMPLATE("numerics: L = 1 and window = 1 return the stored V row exact
   }
 }
 
-TEST_CASE("numerics: exact int8 attention (codes read as 2^24 x code): logits as unscaled, V exact from tiny scales to 2^94, +inf past it") {
-  const index_t dim = 64;
+TEST_CASE("numerics: exact int8 attention with one-head tiles (codes read as 2^24 x code): exact to 2^104 code sums and |V| below 2^94, inf or NaN past them") {
+  const index_t dim = 64;  // one query head over one KV head: a one-head tile on every ISA
   tstream::thread_team team(2);
   std::vector<float> out(static_cast<std::size_t>(dim));
-  // K side: the queries carry the 2^-24, so q . code is formed as unscaled.
-  // q[1] x 127 x 2^24 would pass fp32 at q[1] = 2^100; the hot row still wins.
+  // K side: logits from the code sums q x 127 (K rows of +-1, scale 1/127).
+  // 2^90 x 127 is below 2^104: the hot row wins, exactly; 2^100 x 127 is past
+  // it: the scaled sum overflows, a +inf logit, so the head is NaN.
   {
     const index_t L = 300, hot = 123;
     kv_cache<std::int8_t> c(1, dim, L);
@@ -486,23 +487,27 @@ TEST_CASE("numerics: exact int8 attention (codes read as 2^24 x code): logits as
     for (index_t j = 0; j < L; ++j) k[std::size_t(j * dim + 1)] = j == hot ? 1.f : -1.f;
     c.append(matrix_view<const float>(k.data(), L, dim), matrix_view<const float>(v.data(), L, dim));
     std::vector<float> q(std::size_t(dim), 0.f);
-    q[1] = std::ldexp(1.f, 100);
+    q[1] = std::ldexp(1.f, 90);
     tstream::attention_decode(team, c, q, out);
     for (index_t d = 0; d < dim; ++d) REQUIRE(out[std::size_t(d)] == c.value(0, hot, d));
+    q[1] = std::ldexp(1.f, 100);
+    tstream::attention_decode(team, c, q, out);
+    for (index_t d = 0; d < dim; ++d) REQUIRE(std::isnan(out[std::size_t(d)]));
   }
-  // V side, L = 1: a row of about 1e-25 (scale 8e-28) comes back exactly.
-  {
+  // V side, L = 1: a small row (scale 8e-28) and a large one (2^90) come back exactly.
+  for (float amp : {1e-25f, std::ldexp(1.f, 90)}) {
+    CAPTURE(amp);
     kv_cache<std::int8_t> c(1, dim, 1);
     auto v = rel::random_vector(std::size_t(dim), 72);
-    for (float& x : v) x *= 1e-25f;
+    for (float& x : v) x *= amp;
     const auto k = rel::random_vector(std::size_t(dim), 73), q = rel::random_vector(std::size_t(dim), 74);
     c.append(matrix_view<const float>(k.data(), 1, dim), matrix_view<const float>(v.data(), 1, dim));
     tstream::attention_decode(team, c, q, out);
     for (index_t d = 0; d < dim; ++d) REQUIRE(out[std::size_t(d)] == c.value(0, 0, d));
   }
   // V side, a full chunk of equal logits: the sums of 1024 values of 2^93,
-  // held times 2^24, stay below 2^128; of 2^100 they overflow to +inf.
-  for (int e : {93, 100}) {
+  // held times 2^24, stay below 2^128; of 2^95 they overflow to +inf.
+  for (int e : {93, 95}) {
     CAPTURE(e);
     const index_t L = 1024;
     kv_cache<std::int8_t> c(1, dim, L);

@@ -4,15 +4,17 @@
 //   out[h] = softmax(scale * q[h] . K^T) V     for every query head h
 //
 // Grouped-query attention: query head h reads KV head h / (q_heads /
-// kv_heads), and the query heads of a group share one pass over their KV
-// head's blocks, so K and V bytes are read once per group.
+// kv_heads), and the query heads of a group share passes over their KV
+// head's blocks, up to four heads a pass (two on AVX2), so K and V bytes are
+// read once per tile of heads, not once per head.
 //
 // Per block of 64 positions and up to four query heads (MXM): the scores are
 // 4 x 64 lanes in 16 registers, accumulated over head_dim with every K load
-// shared by the heads (AVX2: two heads, in two passes of 32 positions). Per page of 8 blocks (kv_cache.hpp), VXM: an online
-// softmax in base 2 over the page's 512 scores (running max m and sum l per
-// head, fp32, safe for large logits). MXM again: acc += p V over the page,
-// with every V load shared by the heads.
+// shared by the heads (AVX2: up to two heads; two of them in two passes of
+// 32 positions). Per page of 8 blocks (kv_cache.hpp), VXM: an online softmax
+// in base 2 over the page's 512 scores (running max m and sum l per head,
+// fp32, safe for large logits). MXM again: acc += p V over the page, with
+// every V load shared by the heads (AVX2, two heads: 32 dims a pass).
 //
 // The split: the context is cut into fixed chunks of 1024 positions (two
 // pages; a plan constant, never L / threads); (KV head, chunk) work items
@@ -26,8 +28,10 @@
 // output (the fp32 V pass skips them; the bf16 pass masks them; int8 cannot
 // hold non-finite values). int8 fast: where q's scale times a position's K
 // scale exceeds fp32 it is held at FLT_MAX, so a code sum of 0 is a logit of
-// 0 (not NaN) and +-1 a logit of +-FLT_MAX. int8 exact: V values beyond 2^94
-// can overflow to +-inf (top_byte_codes below; docs/bad-input.md).
+// 0 (not NaN) and +-1 a logit of +-FLT_MAX. int8 exact, tiles of one or two
+// heads (top_byte_codes below): a code sum q . code past 2^104 overflows to
+// +-inf, and V values from 2^94 on can make the output +-inf or NaN
+// (docs/bad-input.md).
 #pragma once
 
 #include <algorithm>
@@ -78,15 +82,16 @@ static_assert(std::size_t(block) % W == 0, "a block of positions must be whole r
 // Accumulators a tile holds: 16 of 32 registers on AVX-512, 8 of 16 on AVX2
 // (the rest hold K or V, the broadcast queries or probabilities).
 inline constexpr std::size_t tile_accumulators = arch::accumulator_registers >= 16 ? 16 : 8;
-// Query heads per tile (the heads of a group share each K and V load): four
-// on AVX-512, two on AVX2.
-inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(tile_accumulators / 4, 1, 4);
+// Query heads per tile (the heads of a group share each K and V load), each
+// with at least four accumulators: four heads on AVX-512, two on AVX2.
+inline constexpr std::size_t min_head_accumulators = 4;
+inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(tile_accumulators / min_head_accumulators, 1, 4);
 // Registers of head_dim per V slice.
 inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
 // A tile of H heads takes a block's R score registers, and a V slice's
-// dim_regs, in passes of this many per head: one pass on AVX-512 (4 x 4); two
-// on AVX2 (2 x 4; the block's K and the page's V slice stay in L1/L2 between
-// them). Built for AVX2, one Zen 4 core, GQA (four heads a group, head_dim
+// dim_regs, in passes of this many per head: one pass on AVX-512 (4 x 4), and
+// on AVX2 for one head (1 x 8); two for two heads on AVX2 (2 x 4; the
+// block's K and the page's V slice stay in L1/L2 between them). Built for AVX2, one Zen 4 core, GQA (four heads a group, head_dim
 // 128), us per token, one head per tile (one pass; each KV head's K and V
 // read four times) -> two:
 //              fp32         bf16        int8        bf16 fast   int8 fast
@@ -94,9 +99,10 @@ inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice
 //   L = 4096   2288 -> 2164 1117 -> 824 1240 -> 1030 1184 -> 949 1512 -> 1178
 //   L = 16384  9541 -> 9430 4924 -> 3889 6038 -> 4919 5324 -> 5484 6167 -> 5374
 // and on two threads at L = 512 / 16384 (bench, alternated): fp32 124 -> 66 /
-// 5725-5988 -> 6031-7198 (the one loss: fp32 from DRAM, where neither tiling
-// overlaps its FMAs with the stream: about 14 GB/s a core either way), bf16
-// 69 -> 50 / 3514 -> 2375, int8 83 -> 68 / 3097 -> 2900.
+// 5725-5988 -> 6031-7198, bf16 69 -> 50 / 3514 -> 2375, int8 83 -> 68 /
+// 3097 -> 2900. The losses: fp32 from DRAM on two threads (up to 1.26x
+// slower; neither tiling overlaps its FMAs with the stream there, about 14
+// GB/s a core either way) and bf16 fast from DRAM on one (1.03x).
 // Four heads in four passes: fp32 93 and 805 us at L = 512 and 4096, but
 // 15397 at 16384 (each pass reads a quarter of every row from DRAM, strided),
 // and bf16 and the fast modes slower everywhere; prefetching the rest of each
@@ -105,6 +111,8 @@ template <std::size_t H>
 inline constexpr std::size_t score_regs = std::bit_floor(std::min(R, tile_accumulators / H));
 template <std::size_t H>
 inline constexpr std::size_t value_regs = std::bit_floor(std::min(dim_regs, tile_accumulators / H));
+static_assert(R % score_regs<1> == 0 && R % score_regs<3> == 0 && dim_regs % value_regs<3> == 0,
+              "passes cover a block and a V slice whole (powers of two)");
 // Software prefetch into L2 ahead of the stream (bytes; 0 = none), chosen
 // per CPU vendor, since the same code measures in opposite directions (one
 // machine of each measured; other cores of a vendor take its choice
@@ -184,6 +192,7 @@ struct prob_tile {
 //   values<H, C>(cache, pg, d0, pt, acc, ahead)
 //                                   acc = pt.alpha acc + p V over the C registers of dims
 //                                   from d0 (in one V slice), positions [pt.lo, pt.hi) of the page
+//                                   (exact int8, top_byte_codes: 2^24 p V)
 // (ahead: the software prefetch distance, prefetch_ahead above)
 template <kv_type T, precision M>
 struct kv_format;
@@ -365,14 +374,17 @@ struct kv_format<bf16, M> {
 
 // Exact int8 tiles of one or two query heads convert each code from the top
 // byte of its lane (arch::byte_to_top: one shuffle where sign extension takes
-// two shifts), as 2^24 times the code. The plan hands their scores the
-// queries times 2^-24, so every product q x code is formed exactly as
-// unscaled (for |q| >= 2^-102); their V accumulators hold 2^24 times the
-// sums, taken out exactly at the end of each chunk (run_item). Zen 4, one
-// core, L = 512, alternated: one head per tile (MHA) 205 -> 159 us, L = 16384
-// 7000 -> 5610 us; two heads 60 -> 54 us. With three or four heads the FMAs
-// bound the tile and the shuffles' constants cost registers: 69 -> 70 and
-// 84 -> 88 us, so those keep the shifts.
+// two shifts), as 2^24 times the code, so their score and V sums are 2^24
+// times the unscaled ones, rounded alike; the 2^24 comes out exactly, from
+// each block's scores before the K scale and from the V sums at the end of
+// each chunk (run_pages). The cost is range: a score sum past 2^104
+// overflows, and so can the V sums of a chunk (1024 positions) from |V| =
+// 2^94 on. Zen 4, one core, L = 512, alternated: one head per tile (MHA)
+// 205 -> 159 us, L = 16384 7000 -> 5610 us; two heads 60 -> 54 us. With
+// three or four heads (AVX-512) the FMAs bound the tile and the shuffles'
+// constants cost registers: 69 -> 70 and 84 -> 88 us, so those keep the
+// shifts. Built for AVX2 (L = 512): one head 53 -> 39 us, two heads (the
+// GQA tile there) 129 -> 129-131, even.
 inline constexpr std::size_t top_byte_max_heads = 2;
 template <kv_type T, precision M>
 [[nodiscard]] constexpr bool top_byte_codes(std::size_t heads) noexcept {
@@ -398,9 +410,9 @@ struct kv_format<std::int8_t, M> {
     const S* kt = kc.keys(pg, j);
     const index_t dim = kc.head_dim();
     if constexpr (M == precision::fast) {
-      ibatch si[H][R];
+      ibatch si[H][RN];  // registers R0 .. R0 + RN of the block
       for (std::size_t h = 0; h < H; ++h)
-        for (std::size_t r = R0; r < R0 + RN; ++r) si[h][r] = ibatch(0);
+        for (std::size_t r = 0; r < RN; ++r) si[h][r] = ibatch(0);
       for (index_t dq = 0; dq < dim / 4; ++dq) {
         const S* row = kt + dq * block * 4;
         prefetch_lines(row + R0 * W * 4, RN * W * 4, ahead);
@@ -408,13 +420,13 @@ struct kv_format<std::int8_t, M> {
           ibatch v = arch::load_lanes(row, r);  // 16 positions x 4 dims
           arch::keep_in_register(v);
           for (std::size_t h = 0; h < H; ++h)
-            si[h][r] = arch::dot_u8s8_quads(si[h][r], ibatch(std::int32_t(qt.packed[h * std::size_t(dim / 4) + std::size_t(dq)])), v);
+            si[h][r - R0] = arch::dot_u8s8_quads(si[h][r - R0], ibatch(std::int32_t(qt.packed[h * std::size_t(dim / 4) + std::size_t(dq)])), v);
         }
       }
       for (std::size_t r = R0; r < R0 + RN; ++r) {
         const ibatch offset = ibatch::load_unaligned(kc.key_sums(pg, j) + r * W) * ibatch(128);
         const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
-        for (std::size_t h = 0; h < H; ++h) s[h][r] = dequantize(xsimd::to_float(si[h][r] - offset), ks, fbatch(qt.scale[h]));
+        for (std::size_t h = 0; h < H; ++h) s[h][r] = dequantize(xsimd::to_float(si[h][r - R0] - offset), ks, fbatch(qt.scale[h]));
       }
     } else {
       for (index_t dq = 0; dq < dim / 4; ++dq) {
@@ -437,7 +449,10 @@ struct kv_format<std::int8_t, M> {
       }
       for (std::size_t r = R0; r < R0 + RN; ++r) {
         const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
-        for (std::size_t h = 0; h < H; ++h) s[h][r] = s[h][r] * ks;
+        for (std::size_t h = 0; h < H; ++h) {
+          if constexpr (top_byte_codes<std::int8_t, M>(H)) s[h][r] = s[h][r] * fbatch(top_byte_scale);
+          s[h][r] = s[h][r] * ks;
+        }
       }
     }
   }
@@ -621,6 +636,9 @@ void run_pages(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, con
                           c, st, pt, ahead);
     values_all<F, H>(kc, pg, pt, accs, ahead);
   }
+  if constexpr (top_byte_codes<T, M>(H))  // the V sums' 2^24 out, exactly
+    for (std::size_t h = 0; h < H; ++h)
+      for (index_t d = 0; d < kc.head_dim(); ++d) accs[h][d] *= top_byte_scale;
 }
 
 }  // namespace detail::attn
@@ -653,8 +671,6 @@ class decode_plan {
     if (fast()) {
       packed_q_ = aligned_buffer<std::uint32_t>(std::size_t(q_heads * cache.head_dim() / group));
       q_scale_ = aligned_buffer<float>(std::size_t(q_heads));
-    } else if (top_byte()) {
-      scaled_q_ = aligned_buffer<float>(std::size_t(q_heads * cache.head_dim()));
     }
   }
 
@@ -693,8 +709,6 @@ class decode_plan {
     float* partial = partial_.data();
     const int threads = team.size();
     if (fast()) pack_queries(q.data());
-    if (top_byte())  // q x 2^-24 (top_byte_codes), exact but for |q| < 2^-102
-      for (std::size_t i = 0; i < want; ++i) scaled_q_[i] = q[i] * detail::attn::top_byte_scale;
     const bool in_l3 = bytes() <= arch::caches().l3;  // where the stream comes from (prefetch_ahead)
 
     team.run([&](int m) {
@@ -738,14 +752,6 @@ class decode_plan {
 
   static constexpr index_t group = kv_cache<T>::group;
   [[nodiscard]] bool fast() const noexcept { return opt_.mode == precision::fast && group > 1; }
-  // Whether a tile of this plan's groups converts codes from the top byte
-  // (then run() scales the queries for it): the group's full tiles or its last.
-  [[nodiscard]] bool top_byte() const noexcept {
-    using detail::attn::heads_per_tile;
-    const std::size_t g = std::size_t(q_heads_ / cache_->kv_heads()), last = g % heads_per_tile;
-    return !fast() && (detail::attn::top_byte_codes<T, precision::exact>(std::min(g, heads_per_tile)) ||
-                       (last != 0 && detail::attn::top_byte_codes<T, precision::exact>(last)));
-  }
 
   // Fast modes: each query head as bf16 pairs, or as u8 quads (code + 128)
   // with its scale max|q| / 127 (NaN if q has a non-finite value).
@@ -775,8 +781,7 @@ class decode_plan {
       st[i] = {-std::numeric_limits<float>::infinity(), 0.f, out + std::size_t(i) * per};
       std::fill(st[i].acc, st[i].acc + dim, 0.f);
     }
-    const bool top = top_byte_codes<T, M>(std::size_t(n));
-    const query_tile qt{(top ? scaled_q_.data() : q) + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
+    const query_tile qt{q + hq0 * dim, fast() ? packed_q_.data() + hq0 * (dim / group) : nullptr,
                         fast() ? q_scale_.data() + hq0 : nullptr};
     switch (n) {
       case 1: run_pages<T, M, 1>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
@@ -785,10 +790,6 @@ class decode_plan {
       default: if constexpr (heads_per_tile >= 4) run_pages<T, M, heads_per_tile>(*cache_, h, plo, phi, qt, scale, st, in_l3); break;
     }
     for (index_t i = 0; i < n; ++i) {
-      // The 2^24 out of the V sums, exactly (held scaled, a sum past 2^104
-      // overflowed: 1024 positions of a chunk reach it from |V| > 2^94).
-      if (top)
-        for (index_t d = 0; d < dim; ++d) st[i].acc[d] *= top_byte_scale;
       out[std::size_t(i) * per + std::size_t(dim)] = st[i].m;
       out[std::size_t(i) * per + std::size_t(dim) + 1] = st[i].l;
     }
@@ -801,7 +802,6 @@ class decode_plan {
   aligned_buffer<float> partial_;
   aligned_buffer<std::uint32_t> packed_q_;  // fast modes: queries as the dot products take them
   aligned_buffer<float> q_scale_;           // int8 fast: per query head
-  aligned_buffer<float> scaled_q_;          // int8 exact: q x 2^-24 (top_byte_codes)
 };
 
 /// One-shot decode attention: q_heads = q.size() / head_dim. Makes a plan

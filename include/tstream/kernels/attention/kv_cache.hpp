@@ -13,8 +13,10 @@
 // for fp32, 2 for bf16, 4 for int8): K^T keeps G consecutive dims of one
 // position together, [d / G][position][d % G]; V keeps G consecutive
 // positions of one dim together, [position / G][d][position % G], and is cut
-// into slices of 64 dims (the width of one values pass), each slice's rows
-// contiguous, so every pass over V reads memory strictly in order. One
+// into slices of 64 dims (the width of one values pass on AVX-512), each
+// slice's rows contiguous, so a pass over V reads memory strictly in order
+// (AVX2 tiles of two heads take each block and slice in two passes of
+// half-rows, the second from L1/L2: decode.hpp, score_regs). One
 // register then holds 16 positions x G dims of K, or 16 dims x G positions
 // of V, which the exact path widens and the fast path feeds to
 // vdpbf16ps / vpdpbusd as is. int8 blocks hold, after their K^T, the
