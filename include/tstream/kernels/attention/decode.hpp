@@ -5,7 +5,7 @@
 //
 // Grouped-query attention: query head h reads KV head h / (q_heads /
 // kv_heads), and the query heads of a group share passes over their KV
-// head's blocks, up to four heads a pass (two on AVX2), so K and V bytes are
+// head's blocks, up to four heads a tile (two on AVX2), so K and V bytes are
 // read once per tile of heads, not once per head.
 //
 // Per block of 64 positions and up to four query heads (MXM): the scores are
@@ -90,10 +90,10 @@ inline constexpr std::size_t heads_per_tile = std::clamp<std::size_t>(tile_accum
 inline constexpr std::size_t dim_regs = std::size_t(kv_cache<float>::value_slice) / W;
 // A tile of H heads takes a block's R score registers, and a V slice's
 // dim_regs, in passes of this many per head: one pass on AVX-512 (4 x 4), and
-// on AVX2 for one head (1 x 8); two for two heads on AVX2 (2 x 4; the
-// block's K and the page's V slice stay in L1/L2 between them). Built for AVX2, one Zen 4 core, GQA (four heads a group, head_dim
-// 128), us per token, one head per tile (one pass; each KV head's K and V
-// read four times) -> two:
+// on AVX2 for one head (1 x 8); two for two heads on AVX2 (2 x 4, each pass
+// over half of every row). Built for AVX2, one Zen 4 core, GQA (four heads a
+// group, head_dim 128), us per token, one head per tile (one pass; each KV
+// head's K and V read four times) -> two:
 //              fp32         bf16        int8        bf16 fast   int8 fast
 //   L = 512    218 -> 132   119 -> 98   155 -> 133  127 -> 112  187 -> 150
 //   L = 4096   2288 -> 2164 1117 -> 824 1240 -> 1030 1184 -> 949 1512 -> 1178
@@ -556,7 +556,8 @@ inline void values_all(const kv_cache<T>& kc, const std::byte* pg, const prob_ti
 struct head_state {
   float m;    // running max of the base-2 logits
   float l;    // running sum of 2^(logit - m)
-  float* acc; // head_dim running sum of 2^(logit - m) v
+  float* acc; // head_dim running sum of 2^(logit - m) v (2^24 times it in
+              // top-byte tiles until the end of run_pages)
 };
 
 // Scores (MXM) of the blocks of one page that hold positions [lo, hi), then

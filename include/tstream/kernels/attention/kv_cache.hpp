@@ -15,8 +15,8 @@
 // positions of one dim together, [position / G][d][position % G], and is cut
 // into slices of 64 dims (the width of one values pass on AVX-512), each
 // slice's rows contiguous, so a pass over V reads memory strictly in order
-// (AVX2 tiles of two heads take each block and slice in two passes of
-// half-rows, the second from L1/L2: decode.hpp, score_regs). One
+// (AVX2 tiles of two heads take each block and slice in two passes, each
+// over half of every row: decode.hpp, score_regs). One
 // register then holds 16 positions x G dims of K, or 16 dims x G positions
 // of V, which the exact path widens and the fast path feeds to
 // vdpbf16ps / vpdpbusd as is. int8 blocks hold, after their K^T, the
