@@ -205,6 +205,9 @@ template <int B, class Arch>
   if constexpr (B == 3) return v & top;
   else return (v << (24 - 8 * B)) & top;
 }
+/// What sums of byte_to_top's values are multiplied by to undo its 2^24
+/// (exact while the result is a normal float).
+inline constexpr float byte_to_top_scale = 0x1p-24f;
 
 /// The bf16 in the low half of every 32-bit lane, as fp32 (exact).
 template <class Arch>

@@ -111,8 +111,6 @@ template <std::size_t H>
 inline constexpr std::size_t score_regs = std::bit_floor(std::min(R, tile_accumulators / H));
 template <std::size_t H>
 inline constexpr std::size_t value_regs = std::bit_floor(std::min(dim_regs, tile_accumulators / H));
-static_assert(R % score_regs<1> == 0 && R % score_regs<3> == 0 && dim_regs % value_regs<3> == 0,
-              "passes cover a block and a V slice whole (powers of two)");
 // Software prefetch into L2 ahead of the stream (bytes; 0 = none), chosen
 // per CPU vendor, since the same code measures in opposite directions (one
 // machine of each measured; other cores of a vendor take its choice
@@ -390,7 +388,6 @@ template <kv_type T, precision M>
 [[nodiscard]] constexpr bool top_byte_codes(std::size_t heads) noexcept {
   return std::is_same_v<T, std::int8_t> && M == precision::exact && heads <= top_byte_max_heads;
 }
-inline constexpr float top_byte_scale = 0x1p-24f;  // undoes byte_to_top's 2^24
 // Code B of each lane as fp32: 2^24 x code (Top) or the code.
 template <int B, bool Top>
 TSTREAM_ALWAYS_INLINE fbatch code_to_float(const ibatch& v) noexcept {
@@ -404,6 +401,8 @@ TSTREAM_ALWAYS_INLINE fbatch code_to_float(const ibatch& v) noexcept {
 template <precision M>
 struct kv_format<std::int8_t, M> {
   using S = std::int8_t;
+  template <std::size_t H>
+  static constexpr bool top = top_byte_codes<std::int8_t, M>(H);  // codes as 2^24 x code
   template <std::size_t H, std::size_t R0, std::size_t RN>
   static void scores(const kv_cache<std::int8_t>& kc, const std::byte* pg, index_t j, const query_tile& qt,
                      fbatch (&s)[H][R], std::size_t ahead) noexcept {
@@ -435,9 +434,8 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t r = R0; r < R0 + RN; ++r) {
           ibatch v = arch::load_lanes(row, r);
           arch::keep_in_register(v);
-          constexpr bool top = top_byte_codes<std::int8_t, M>(H);
-          const fbatch k0 = code_to_float<0, top>(v), k1 = code_to_float<1, top>(v);
-          const fbatch k2 = code_to_float<2, top>(v), k3 = code_to_float<3, top>(v);
+          const fbatch k0 = code_to_float<0, top<H>>(v), k1 = code_to_float<1, top<H>>(v);
+          const fbatch k2 = code_to_float<2, top<H>>(v), k3 = code_to_float<3, top<H>>(v);
           for (std::size_t h = 0; h < H; ++h) {
             const float* qh = qt.q + std::size_t(h) * std::size_t(dim) + std::size_t(4 * dq);
             s[h][r] = arch::fma(k0, fbatch(qh[0]), s[h][r]);
@@ -450,7 +448,7 @@ struct kv_format<std::int8_t, M> {
       for (std::size_t r = R0; r < R0 + RN; ++r) {
         const fbatch ks = fbatch::load_unaligned(kc.key_scales(pg, j) + r * W);
         for (std::size_t h = 0; h < H; ++h) {
-          if constexpr (top_byte_codes<std::int8_t, M>(H)) s[h][r] = s[h][r] * fbatch(top_byte_scale);
+          if constexpr (top<H>) s[h][r] = s[h][r] * fbatch(arch::byte_to_top_scale);
           s[h][r] = s[h][r] * ks;
         }
       }
@@ -519,9 +517,8 @@ struct kv_format<std::int8_t, M> {
         for (std::size_t c = 0; c < C; ++c) {
           ibatch x = arch::load_lanes(row, c);
           arch::keep_in_register(x);
-          constexpr bool top = top_byte_codes<std::int8_t, M>(H);
-          const fbatch x0 = code_to_float<0, top>(x), x1 = code_to_float<1, top>(x);
-          const fbatch x2 = code_to_float<2, top>(x), x3 = code_to_float<3, top>(x);
+          const fbatch x0 = code_to_float<0, top<H>>(x), x1 = code_to_float<1, top<H>>(x);
+          const fbatch x2 = code_to_float<2, top<H>>(x), x3 = code_to_float<3, top<H>>(x);
           for (std::size_t h = 0; h < H; ++h) {
             const float* ph = &pt.p[h][4 * g];
             o[h][c] = arch::fma(x0, fbatch(ph[0]), o[h][c]);
@@ -583,6 +580,7 @@ void softmax_page(const kv_cache<T>& kc, const std::byte* pg, index_t lo, index_
     for (std::size_t h = 0; h < H; ++h)
       for (std::size_t r = 0; r < R; ++r) s[h][r] = fbatch(0.f);
     constexpr std::size_t RN = score_regs<H>;
+    static_assert(R % RN == 0, "the passes cover a block whole");
     [&]<std::size_t... P>(std::index_sequence<P...>) {
       (F::template scores<H, P * RN, RN>(kc, pg, j, qt, s, ahead), ...);
     }(std::make_index_sequence<R / RN>{});
@@ -639,7 +637,7 @@ void run_pages(const kv_cache<T>& kc, index_t kvh, index_t plo, index_t phi, con
   }
   if constexpr (top_byte_codes<T, M>(H))  // the V sums' 2^24 out, exactly
     for (std::size_t h = 0; h < H; ++h)
-      for (index_t d = 0; d < kc.head_dim(); ++d) accs[h][d] *= top_byte_scale;
+      for (index_t d = 0; d < kc.head_dim(); ++d) accs[h][d] *= arch::byte_to_top_scale;
 }
 
 }  // namespace detail::attn

@@ -78,7 +78,7 @@ struct i8_exact {
   using x_type = float;
   static constexpr int group = 4;
   static constexpr int x_per_group = 4;
-  static constexpr float acc_scale = 0x1p-24f;  // what the accumulators are multiplied by
+  static constexpr float acc_scale = arch::byte_to_top_scale;  // what the accumulators are multiplied by
   template <std::size_t Off, std::size_t N, std::size_t J>
   static void step(acc_type (&acc)[J], const storage* w, const x_type* x) noexcept {
     const fbatch x0(x[0]), x1(x[1]), x2(x[2]), x3(x[3]);
